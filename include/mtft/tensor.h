@@ -1,0 +1,213 @@
+/* mtft: f32 tensors, parameter groups, the autograd tape and its ops.
+ *
+ * Shapes are row-major like PyTorch: dim ndim-1 is the innermost. Letters in
+ * comments: B batch, T time, C channels, H heads, D head size, V vocabulary,
+ * N rows (B*T), R LoRA rank.
+ *
+ * A graph (mtft_graph) owns one step's activations in an arena and records
+ * the ops that need gradients on a tape. Ops run eagerly: each builder
+ * computes its output at once and, when any input requires a gradient,
+ * appends a node whose backward kernel accumulates (+=) into its inputs'
+ * gradients. mtft_graph_backward() walks the tape in reverse.
+ *
+ * Errors: a builder returns NULL and sets the thread's last error and the
+ * graph's sticky status. A builder given a NULL input returns NULL without a
+ * new message, so a chain of ops can be checked once at its end. */
+#ifndef MTFT_TENSOR_H
+#define MTFT_TENSOR_H
+
+#include "mtft/common.h"
+#include "mtft/rng.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MTFT_MAX_DIMS 4
+
+typedef struct mtft_tensor mtft_tensor;
+typedef struct mtft_graph mtft_graph;
+typedef struct mtft_param_group mtft_param_group;
+
+/* ---- tensor accessors ---------------------------------------------------- */
+MTFT_API int mtft_tensor_ndim(const mtft_tensor *t);
+MTFT_API int64_t mtft_tensor_dim(const mtft_tensor *t, int i); /* i < 0 counts from the end */
+MTFT_API int64_t mtft_tensor_numel(const mtft_tensor *t);
+/* Element stride of dim i (a view may be strided). */
+MTFT_API int64_t mtft_tensor_stride(const mtft_tensor *t, int i);
+MTFT_API int mtft_tensor_is_contiguous(const mtft_tensor *t);
+/* Borrowed pointer to the first element (strided as the tensor's strides). */
+MTFT_API float *mtft_tensor_data(mtft_tensor *t);
+/* Gradient, contiguous in logical order, or NULL if none was allocated. */
+MTFT_API float *mtft_tensor_grad(mtft_tensor *t);
+MTFT_API int mtft_tensor_requires_grad(const mtft_tensor *t);
+MTFT_API const char *mtft_tensor_name(const mtft_tensor *t);
+/* Copies up to 4 dims into shape[]; returns ndim. */
+MTFT_API int mtft_tensor_shape(const mtft_tensor *t, int64_t shape[MTFT_MAX_DIMS]);
+
+/* ---- parameter groups ---------------------------------------------------- */
+/* A group (the base model, one task's adapter, one task's head) holds its
+ * tensors in one aligned block. Gradient memory exists only while the group
+ * is trainable; a frozen group has none. */
+MTFT_API int mtft_param_group_new(mtft_param_group **out, const char *name);
+MTFT_API void mtft_param_group_free(mtft_param_group *pg);
+/* Declare a tensor; valid until the group is freed. Data is allocated (and
+ * zeroed) by mtft_param_group_alloc(). Returns NULL on error. */
+MTFT_API mtft_tensor *mtft_param_group_add(mtft_param_group *pg, const char *name, int ndim,
+                                           const int64_t *shape);
+/* Allocate the data block (after all adds). */
+MTFT_API int mtft_param_group_alloc(mtft_param_group *pg);
+/* Trainable groups get a gradient block (allocated on first need, zeroed);
+ * making a group frozen frees it. */
+MTFT_API int mtft_param_group_set_trainable(mtft_param_group *pg, int trainable);
+MTFT_API int mtft_param_group_trainable(const mtft_param_group *pg);
+MTFT_API void mtft_param_group_zero_grad(mtft_param_group *pg);
+MTFT_API const char *mtft_param_group_name(const mtft_param_group *pg);
+MTFT_API int mtft_param_group_count(const mtft_param_group *pg);
+MTFT_API mtft_tensor *mtft_param_group_tensor(mtft_param_group *pg, int i);
+MTFT_API mtft_tensor *mtft_param_group_find(mtft_param_group *pg, const char *name);
+/* The flat blocks: all tensors back to back (each 16-float aligned). */
+MTFT_API float *mtft_param_group_data(mtft_param_group *pg, size_t *n_floats);
+MTFT_API float *mtft_param_group_grad(mtft_param_group *pg, size_t *n_floats);
+
+/* ---- graphs ---------------------------------------------------------------- */
+typedef struct mtft_graph_options {
+    int version;
+    size_t arena_bytes; /* first arena block; grows as needed, then is reused */
+    uint64_t seed;      /* seeds dropout and other stochastic ops */
+    int training;       /* 0: dropout is the identity */
+} mtft_graph_options;
+#define MTFT_GRAPH_OPTIONS_VERSION 1
+#define MTFT_GRAPH_OPTIONS_INIT {MTFT_GRAPH_OPTIONS_VERSION, (size_t)64 << 20, 0, 1}
+
+MTFT_API int mtft_graph_new(mtft_graph **out, const mtft_graph_options *opts);
+MTFT_API void mtft_graph_free(mtft_graph *g);
+/* Drop all activations and the tape; the arena is kept so that the next step
+ * allocates nothing from the system. Clears the sticky status. */
+MTFT_API void mtft_graph_reset(mtft_graph *g);
+/* MTFT_OK or the first error any builder on this graph raised since reset. */
+MTFT_API int mtft_graph_status(const mtft_graph *g);
+/* With 0, builders record nothing (inference / evaluation). Default 1. */
+MTFT_API void mtft_graph_set_grad_enabled(mtft_graph *g, int enabled);
+MTFT_API void mtft_graph_set_training(mtft_graph *g, int training);
+/* Seed the gradient of a scalar loss with 1 (or of any tensor with `seed`
+ * when not NULL, numel floats) and run the tape backward. Parameter
+ * gradients accumulate into their groups' gradient blocks. */
+MTFT_API int mtft_graph_backward(mtft_graph *g, mtft_tensor *loss, const float *seed);
+/* Number of nodes on the tape, and node i's op name (for tests and tracing). */
+MTFT_API int mtft_graph_n_nodes(const mtft_graph *g);
+MTFT_API const char *mtft_graph_node_op(const mtft_graph *g, int i);
+/* Bytes the arena holds from the system, and how many times it asked. */
+MTFT_API size_t mtft_graph_arena_capacity(const mtft_graph *g);
+MTFT_API uint64_t mtft_graph_arena_sys_allocs(const mtft_graph *g);
+
+/* New tensors owned by the graph (freed at reset). */
+MTFT_API mtft_tensor *mtft_new(mtft_graph *g, int ndim, const int64_t *shape);  /* uninitialised */
+MTFT_API mtft_tensor *mtft_zeros(mtft_graph *g, int ndim, const int64_t *shape);
+/* A graph tensor with a copy of data (numel floats). */
+MTFT_API mtft_tensor *mtft_from_data(mtft_graph *g, int ndim, const int64_t *shape, const float *data);
+/* Mark a graph tensor as a leaf that requires a gradient (tests, inputs). */
+MTFT_API int mtft_tensor_set_requires_grad(mtft_graph *g, mtft_tensor *t, int requires);
+
+/* ---- ops ------------------------------------------------------------------- */
+/* Each op is a forward/backward kernel pair in src/tensor/ops/. */
+
+/* Matrix products. a: [..., M, K] (or [..., K, M] with trans_a), b likewise;
+ * leading dims (up to 2) are batch dims, equal in a and b, or b is 2-D and
+ * shared by all batches. Through cblas_sgemm. */
+MTFT_API mtft_tensor *mtft_matmul(mtft_graph *g, mtft_tensor *a, mtft_tensor *b, int trans_a, int trans_b);
+/* y = x W^T + b (PyTorch nn.Linear): x [..., in], w [out, in], b [out] or NULL. */
+MTFT_API mtft_tensor *mtft_linear(mtft_graph *g, mtft_tensor *x, mtft_tensor *w, mtft_tensor *b);
+/* y = x W + b (GPT-2 Conv1D layout): x [..., in], w [in, out], b [out] or NULL. */
+MTFT_API mtft_tensor *mtft_linear_t(mtft_graph *g, mtft_tensor *x, mtft_tensor *w, mtft_tensor *b);
+
+/* Elementwise; b broadcasts when its shape is a suffix of a's shape. */
+MTFT_API mtft_tensor *mtft_add(mtft_graph *g, mtft_tensor *a, mtft_tensor *b);
+MTFT_API mtft_tensor *mtft_sub(mtft_graph *g, mtft_tensor *a, mtft_tensor *b);
+MTFT_API mtft_tensor *mtft_mul(mtft_graph *g, mtft_tensor *a, mtft_tensor *b);
+MTFT_API mtft_tensor *mtft_scale(mtft_graph *g, mtft_tensor *a, float s);
+/* a [..., C] + bias [C]. */
+MTFT_API mtft_tensor *mtft_bias(mtft_graph *g, mtft_tensor *a, mtft_tensor *bias);
+
+/* Embedding gather: table [V, C], ids (n int32 in [0, V)) -> [n, C] reshaped
+ * to `ndim`/`shape` + C when shape is given (e.g. {B, T}). Backward
+ * scatter-adds into the table. */
+MTFT_API mtft_tensor *mtft_embedding(mtft_graph *g, mtft_tensor *table, const int32_t *ids, int ndim,
+                                     const int64_t *shape);
+
+/* Norms over the last dim. weight/bias [C] may be NULL. */
+MTFT_API mtft_tensor *mtft_layernorm(mtft_graph *g, mtft_tensor *x, mtft_tensor *w, mtft_tensor *b, float eps);
+MTFT_API mtft_tensor *mtft_rmsnorm(mtft_graph *g, mtft_tensor *x, mtft_tensor *w, float eps);
+
+/* Activations. */
+MTFT_API mtft_tensor *mtft_gelu_tanh(mtft_graph *g, mtft_tensor *x);
+MTFT_API mtft_tensor *mtft_gelu_erf(mtft_graph *g, mtft_tensor *x);
+MTFT_API mtft_tensor *mtft_silu(mtft_graph *g, mtft_tensor *x);
+MTFT_API mtft_tensor *mtft_sigmoid(mtft_graph *g, mtft_tensor *x);
+MTFT_API mtft_tensor *mtft_relu(mtft_graph *g, mtft_tensor *x);
+MTFT_API mtft_tensor *mtft_tanh(mtft_graph *g, mtft_tensor *x);
+/* silu(gate) * up, same shapes. */
+MTFT_API mtft_tensor *mtft_swiglu(mtft_graph *g, mtft_tensor *gate, mtft_tensor *up);
+
+/* Over the last dim. */
+MTFT_API mtft_tensor *mtft_softmax(mtft_graph *g, mtft_tensor *x);
+MTFT_API mtft_tensor *mtft_log_softmax(mtft_graph *g, mtft_tensor *x);
+
+/* Fused scaled-dot-product attention.
+ * q [B, H, T, D], k and v [B, Hkv, T, D] with H % Hkv == 0 (grouped-query).
+ * causal: position t attends to s <= t. valid_len: NULL, or B ints: keys at
+ * s >= valid_len[b] are padding and masked out (right padding). scale <= 0
+ * means 1/sqrt(D). Output [B, H, T, D]. Works one (b, h, query block) at a
+ * time: no T x T matrix per head is kept for the whole batch; backward
+ * recomputes the probabilities from the saved log-sum-exp. */
+MTFT_API mtft_tensor *mtft_attention(mtft_graph *g, mtft_tensor *q, mtft_tensor *k, mtft_tensor *v, int causal,
+                                     const int32_t *valid_len, float scale);
+
+/* Dropout with probability p, scaled by 1/(1-p); the identity when the graph
+ * is not training or p == 0. The mask is a pure function of (graph seed, a
+ * per-graph call counter, element index): same seed, same bits, any threads. */
+MTFT_API mtft_tensor *mtft_dropout(mtft_graph *g, mtft_tensor *x, float p);
+
+/* Reductions to a scalar (shape [1]). */
+MTFT_API mtft_tensor *mtft_sum(mtft_graph *g, mtft_tensor *x);
+MTFT_API mtft_tensor *mtft_mean(mtft_graph *g, mtft_tensor *x);
+
+/* Pooling of x [B, T, C] to [B, C] with per-row valid lengths (B ints, right
+ * padding; NULL means all T valid). */
+typedef enum mtft_pool_mode {
+    MTFT_POOL_MEAN = 0,  /* mean over the first valid_len[b] tokens */
+    MTFT_POOL_LAST = 1,  /* token valid_len[b]-1 */
+    MTFT_POOL_FIRST = 2  /* token 0 */
+} mtft_pool_mode;
+MTFT_API mtft_tensor *mtft_pool(mtft_graph *g, mtft_tensor *x, const int32_t *valid_len, mtft_pool_mode mode);
+
+/* Losses, each a scalar mean (shape [1]).
+ * cross-entropy: logits [N, V] (any leading dims flatten to N), targets N
+ * int32; rows whose target == ignore_index are excluded from the mean
+ * (mean over the rest; 0 if none). label_smoothing in [0, 1). */
+MTFT_API mtft_tensor *mtft_cross_entropy(mtft_graph *g, mtft_tensor *logits, const int32_t *targets,
+                                         int32_t ignore_index, float label_smoothing);
+/* Mean squared error and Huber (delta) against targets (numel floats). */
+MTFT_API mtft_tensor *mtft_mse(mtft_graph *g, mtft_tensor *pred, const float *targets);
+MTFT_API mtft_tensor *mtft_huber(mtft_graph *g, mtft_tensor *pred, const float *targets, float delta);
+/* Binary cross-entropy with logits, mean over elements; mask (numel floats,
+ * 0/1) or NULL selects which elements count. */
+MTFT_API mtft_tensor *mtft_bce_logits(mtft_graph *g, mtft_tensor *logits, const float *targets,
+                                      const float *mask);
+
+/* Shape ops. reshape, slice and transpose return views that share data with
+ * their input (no copy); each has its own gradient buffer. */
+MTFT_API mtft_tensor *mtft_reshape(mtft_graph *g, mtft_tensor *x, int ndim, const int64_t *shape); /* -1 infers one dim */
+/* Elements [start, start+len) of dim `dim`. */
+MTFT_API mtft_tensor *mtft_slice(mtft_graph *g, mtft_tensor *x, int dim, int64_t start, int64_t len);
+/* Swap two dims (a strided view). */
+MTFT_API mtft_tensor *mtft_transpose(mtft_graph *g, mtft_tensor *x, int dim0, int dim1);
+/* A contiguous copy (returns x itself when already contiguous). */
+MTFT_API mtft_tensor *mtft_contiguous(mtft_graph *g, mtft_tensor *x);
+/* Concatenate n tensors along dim; other dims equal. */
+MTFT_API mtft_tensor *mtft_concat(mtft_graph *g, mtft_tensor *const *xs, int n, int dim);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,391 @@
+/* Tensors, parameter groups and the graph (tape, arena, backward). */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "tensor_impl.h"
+
+/* ---- accessors ----------------------------------------------------------- */
+int mtft_tensor_ndim(const mtft_tensor *t) { return t ? t->ndim : 0; }
+int64_t mtft_tensor_dim(const mtft_tensor *t, int i) {
+    if (!t) return 0;
+    if (i < 0) i += t->ndim;
+    return (i >= 0 && i < t->ndim) ? t->ne[i] : 0;
+}
+int64_t mtft_tensor_numel(const mtft_tensor *t) { return t ? mtft__numel(t) : 0; }
+int64_t mtft_tensor_stride(const mtft_tensor *t, int i) {
+    if (!t) return 0;
+    if (i < 0) i += t->ndim;
+    return (i >= 0 && i < t->ndim) ? t->st[i] : 0;
+}
+int mtft_tensor_is_contiguous(const mtft_tensor *t) { return t ? mtft__contig(t) : 0; }
+float *mtft_tensor_data(mtft_tensor *t) { return t ? t->data : NULL; }
+float *mtft_tensor_grad(mtft_tensor *t) { return t ? t->grad : NULL; }
+int mtft_tensor_requires_grad(const mtft_tensor *t) { return mtft__needs_grad(t); }
+const char *mtft_tensor_name(const mtft_tensor *t) { return t ? t->name : ""; }
+int mtft_tensor_shape(const mtft_tensor *t, int64_t shape[MTFT_MAX_DIMS]) {
+    if (!t) return 0;
+    for (int i = 0; i < t->ndim; i++) shape[i] = t->ne[i];
+    return t->ndim;
+}
+
+const char *mtft__shape_str(const mtft_tensor *t, char *buf, size_t n) {
+    size_t o = 0;
+    o += (size_t)snprintf(buf + o, n - o, "[");
+    for (int i = 0; t && i < t->ndim && o < n; i++)
+        o += (size_t)snprintf(buf + o, n - o, i ? ", %lld" : "%lld", (long long)t->ne[i]);
+    if (o < n) snprintf(buf + o, n - o, "]");
+    return buf;
+}
+
+static int check_shape(int ndim, const int64_t *shape) {
+    if (ndim < 1 || ndim > MTFT_MAX_DIMS || !shape)
+        return mtft__err(MTFT_EINVAL, "tensor: ndim %d outside 1..%d", ndim, MTFT_MAX_DIMS);
+    for (int i = 0; i < ndim; i++)
+        if (shape[i] <= 0) return mtft__err(MTFT_ESHAPE, "tensor: dim %d has size %lld", i, (long long)shape[i]);
+    return MTFT_OK;
+}
+
+static void set_contig(mtft_tensor *t, int ndim, const int64_t *shape) {
+    t->ndim = ndim;
+    int64_t s = 1;
+    for (int i = MTFT_MAX_DIMS - 1; i >= 0; i--) {
+        t->ne[i] = i < ndim ? shape[i] : 1;
+        t->st[i] = i < ndim ? s : 1;
+        if (i < ndim) s *= shape[i];
+    }
+}
+
+/* ---- parameter groups ---------------------------------------------------- */
+int mtft_param_group_new(mtft_param_group **out, const char *name) {
+    MTFT_CHECK_ARG(out);
+    *out = NULL;
+    mtft_param_group *pg = mtft__calloc(1, sizeof *pg);
+    if (!pg) return MTFT_ENOMEM;
+    pg->name = mtft__strdup(name ? name : "");
+    if (!pg->name) {
+        mtft__free(pg);
+        return MTFT_ENOMEM;
+    }
+    pg->trainable = 1;
+    *out = pg;
+    return MTFT_OK;
+}
+
+void mtft_param_group_free(mtft_param_group *pg) {
+    if (!pg) return;
+    for (int i = 0; i < pg->n; i++) mtft__free(pg->tensors[i]);
+    mtft__free(pg->tensors);
+    mtft__aligned_free(pg->data);
+    mtft__aligned_free(pg->grad);
+    mtft__free(pg->name);
+    mtft__free(pg);
+}
+
+static size_t pad16(size_t n) { return (n + 15) & ~(size_t)15; }
+
+mtft_tensor *mtft_param_group_add(mtft_param_group *pg, const char *name, int ndim, const int64_t *shape) {
+    if (!pg || !name) {
+        mtft__err(MTFT_EINVAL, "param_group_add: NULL argument");
+        return NULL;
+    }
+    if (pg->allocated) {
+        mtft__err(MTFT_ESTATE, "param group '%s': cannot add '%s' after alloc", pg->name, name);
+        return NULL;
+    }
+    if (check_shape(ndim, shape) < 0) {
+        mtft__err_prefix("param group '%s', tensor '%s'", pg->name, name);
+        return NULL;
+    }
+    if (mtft_param_group_find(pg, name)) {
+        mtft__err(MTFT_EINVAL, "param group '%s': duplicate tensor name '%s'", pg->name, name);
+        return NULL;
+    }
+    if (pg->n == pg->cap) {
+        int nc = pg->cap ? pg->cap * 2 : 16;
+        mtft_tensor **nt = mtft__realloc(pg->tensors, (size_t)nc * sizeof *nt);
+        if (!nt) return NULL;
+        pg->tensors = nt;
+        pg->cap = nc;
+    }
+    mtft_tensor *t = mtft__calloc(1, sizeof *t);
+    if (!t) return NULL;
+    set_contig(t, ndim, shape);
+    snprintf(t->name, sizeof t->name, "%s", name);
+    t->flags = MTFT_TF_PARAM;
+    t->group = pg;
+    t->offset = pg->n_floats;
+    pg->n_floats += pad16((size_t)mtft__numel(t));
+    pg->tensors[pg->n++] = t;
+    return t;
+}
+
+int mtft_param_group_alloc(mtft_param_group *pg) {
+    MTFT_CHECK_ARG(pg);
+    if (pg->allocated) return mtft__err(MTFT_ESTATE, "param group '%s' already allocated", pg->name);
+    pg->data = mtft__aligned_alloc(pg->n_floats * sizeof(float));
+    if (!pg->data) return MTFT_ENOMEM;
+    for (int i = 0; i < pg->n; i++) pg->tensors[i]->data = pg->data + pg->tensors[i]->offset;
+    pg->allocated = 1;
+    return mtft_param_group_set_trainable(pg, pg->trainable);
+}
+
+int mtft_param_group_set_trainable(mtft_param_group *pg, int trainable) {
+    MTFT_CHECK_ARG(pg);
+    pg->trainable = trainable ? 1 : 0;
+    if (!pg->allocated) return MTFT_OK;
+    if (pg->trainable && !pg->grad) {
+        pg->grad = mtft__aligned_alloc(pg->n_floats * sizeof(float));
+        if (!pg->grad) return MTFT_ENOMEM;
+    } else if (!pg->trainable && pg->grad) {
+        mtft__aligned_free(pg->grad);
+        pg->grad = NULL;
+    }
+    for (int i = 0; i < pg->n; i++) {
+        mtft_tensor *t = pg->tensors[i];
+        t->grad = pg->grad ? pg->grad + t->offset : NULL;
+        if (pg->trainable) t->flags |= MTFT_TF_REQUIRES_GRAD;
+        else t->flags &= ~(uint32_t)MTFT_TF_REQUIRES_GRAD;
+    }
+    return MTFT_OK;
+}
+
+int mtft_param_group_trainable(const mtft_param_group *pg) { return pg ? pg->trainable : 0; }
+void mtft_param_group_zero_grad(mtft_param_group *pg) {
+    if (pg && pg->grad) memset(pg->grad, 0, pg->n_floats * sizeof(float));
+}
+const char *mtft_param_group_name(const mtft_param_group *pg) { return pg ? pg->name : ""; }
+int mtft_param_group_count(const mtft_param_group *pg) { return pg ? pg->n : 0; }
+mtft_tensor *mtft_param_group_tensor(mtft_param_group *pg, int i) {
+    return (pg && i >= 0 && i < pg->n) ? pg->tensors[i] : NULL;
+}
+mtft_tensor *mtft_param_group_find(mtft_param_group *pg, const char *name) {
+    if (!pg || !name) return NULL;
+    for (int i = 0; i < pg->n; i++)
+        if (strcmp(pg->tensors[i]->name, name) == 0) return pg->tensors[i];
+    return NULL;
+}
+float *mtft_param_group_data(mtft_param_group *pg, size_t *n) {
+    if (n) *n = pg ? pg->n_floats : 0;
+    return pg ? pg->data : NULL;
+}
+float *mtft_param_group_grad(mtft_param_group *pg, size_t *n) {
+    if (n) *n = (pg && pg->grad) ? pg->n_floats : 0;
+    return pg ? pg->grad : NULL;
+}
+
+/* ---- graph --------------------------------------------------------------- */
+int mtft_graph_new(mtft_graph **out, const mtft_graph_options *opts) {
+    MTFT_CHECK_ARG(out);
+    mtft_graph_options def = MTFT_GRAPH_OPTIONS_INIT;
+    if (!opts) opts = &def;
+    if (opts->version < 1 || opts->version > MTFT_GRAPH_OPTIONS_VERSION)
+        return mtft__err(MTFT_EINVAL, "graph options: unknown version %d", opts->version);
+    *out = NULL;
+    mtft__init_once();
+    mtft_graph *g = mtft__calloc(1, sizeof *g);
+    if (!g) return MTFT_ENOMEM;
+    mtft_arena_init(&g->arena, opts->arena_bytes ? opts->arena_bytes : (size_t)1 << 20);
+    g->grad_enabled = 1;
+    g->training = opts->training;
+    g->seed = opts->seed;
+    *out = g;
+    return MTFT_OK;
+}
+
+void mtft_graph_free(mtft_graph *g) {
+    if (!g) return;
+    mtft_arena_dispose(&g->arena);
+    mtft__free(g->nodes);
+    mtft__free(g);
+}
+
+void mtft_graph_reset(mtft_graph *g) {
+    if (!g) return;
+    mtft_arena_reset(&g->arena);
+    g->n_nodes = 0;
+    g->status = MTFT_OK;
+    g->dropout_calls = 0;
+}
+
+int mtft_graph_status(const mtft_graph *g) { return g ? g->status : MTFT_EINVAL; }
+void mtft_graph_set_grad_enabled(mtft_graph *g, int enabled) {
+    if (g) g->grad_enabled = enabled ? 1 : 0;
+}
+void mtft_graph_set_training(mtft_graph *g, int training) {
+    if (g) g->training = training ? 1 : 0;
+}
+int mtft_graph_n_nodes(const mtft_graph *g) { return g ? g->n_nodes : 0; }
+const char *mtft_graph_node_op(const mtft_graph *g, int i) {
+    return (g && i >= 0 && i < g->n_nodes) ? g->nodes[i].op->name : NULL;
+}
+size_t mtft_graph_arena_capacity(const mtft_graph *g) { return g ? g->arena.capacity : 0; }
+uint64_t mtft_graph_arena_sys_allocs(const mtft_graph *g) { return g ? g->arena.sys_allocs : 0; }
+
+int mtft__op_begin(mtft_graph *g, int n_in, ...) {
+    if (!g) {
+        mtft__err(MTFT_EINVAL, "op: NULL graph");
+        return 0;
+    }
+    if (g->status < 0) return 0;
+    va_list ap;
+    va_start(ap, n_in);
+    int ok = 1;
+    for (int i = 0; i < n_in; i++)
+        if (!va_arg(ap, mtft_tensor *)) ok = 0;
+    va_end(ap);
+    if (!ok) {
+        /* NULL input: an earlier builder failed (its message stands), or the
+         * caller passed NULL; record that once. */
+        if (g->status == MTFT_OK) {
+            if (mtft_error_last()->code == MTFT_OK) mtft__err(MTFT_EINVAL, "op: NULL input tensor");
+            g->status = mtft_error_last()->code;
+        }
+    }
+    return ok;
+}
+
+mtft_tensor *mtft__op_fail(mtft_graph *g, int code, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    mtft__verr(code, fmt, ap);
+    va_end(ap);
+    if (g && g->status == MTFT_OK) g->status = code;
+    return NULL;
+}
+
+void *mtft__scratch(mtft_graph *g, size_t bytes) {
+    void *p = mtft_arena_alloc(&g->arena, bytes);
+    if (!p && g->status == MTFT_OK) g->status = MTFT_ENOMEM;
+    return p;
+}
+
+mtft_tensor *mtft__new(mtft_graph *g, int ndim, const int64_t *shape) {
+    if (check_shape(ndim, shape) < 0) {
+        g->status = g->status ? g->status : mtft_error_last()->code;
+        return NULL;
+    }
+    mtft_tensor *t = mtft__scratch(g, sizeof *t);
+    if (!t) return NULL;
+    memset(t, 0, sizeof *t);
+    set_contig(t, ndim, shape);
+    t->data = mtft__scratch(g, (size_t)mtft__numel(t) * sizeof(float));
+    return t->data ? t : NULL;
+}
+
+mtft_tensor *mtft__zeros(mtft_graph *g, int ndim, const int64_t *shape) {
+    mtft_tensor *t = mtft__new(g, ndim, shape);
+    if (t) memset(t->data, 0, (size_t)mtft__numel(t) * sizeof(float));
+    return t;
+}
+
+mtft_tensor *mtft__view(mtft_graph *g, mtft_tensor *x) {
+    mtft_tensor *t = mtft__scratch(g, sizeof *t);
+    if (!t) return NULL;
+    *t = *x;
+    t->grad = NULL;
+    t->flags = MTFT_TF_VIEW;
+    t->group = NULL;
+    t->name[0] = '\0';
+    return t;
+}
+
+mtft_tensor *mtft_new(mtft_graph *g, int ndim, const int64_t *shape) {
+    if (!g) return NULL;
+    return mtft__new(g, ndim, shape);
+}
+mtft_tensor *mtft_zeros(mtft_graph *g, int ndim, const int64_t *shape) {
+    if (!g) return NULL;
+    return mtft__zeros(g, ndim, shape);
+}
+mtft_tensor *mtft_from_data(mtft_graph *g, int ndim, const int64_t *shape, const float *data) {
+    if (!g || !data) {
+        mtft__err(MTFT_EINVAL, "from_data: NULL argument");
+        return NULL;
+    }
+    mtft_tensor *t = mtft__new(g, ndim, shape);
+    if (t) memcpy(t->data, data, (size_t)mtft__numel(t) * sizeof(float));
+    return t;
+}
+
+int mtft_tensor_set_requires_grad(mtft_graph *g, mtft_tensor *t, int requires) {
+    MTFT_CHECK_ARG(g && t);
+    if (t->flags & MTFT_TF_PARAM)
+        return mtft__err(MTFT_EINVAL, "tensor '%s': a parameter's gradient follows its group", t->name);
+    if (requires) t->flags |= MTFT_TF_REQUIRES_GRAD;
+    else t->flags &= ~(uint32_t)MTFT_TF_REQUIRES_GRAD;
+    return MTFT_OK;
+}
+
+mtft_node *mtft__record(mtft_graph *g, const mtft_op_def *op, mtft_tensor *out, int n_in, ...) {
+    if (!g->grad_enabled || n_in > MTFT_NODE_MAX_IN) return NULL;
+    mtft_tensor *in[MTFT_NODE_MAX_IN] = {0};
+    int any = 0;
+    va_list ap;
+    va_start(ap, n_in);
+    for (int i = 0; i < n_in; i++) {
+        in[i] = va_arg(ap, mtft_tensor *);
+        if (mtft__needs_grad(in[i])) any = 1;
+    }
+    va_end(ap);
+    if (!any) return NULL;
+    if (g->n_nodes == g->cap_nodes) {
+        /* grows during the first steps only; kept across resets */
+        int nc = g->cap_nodes ? g->cap_nodes * 2 : 256;
+        mtft_node *nn = mtft__realloc(g->nodes, (size_t)nc * sizeof *nn);
+        if (!nn) {
+            g->status = MTFT_ENOMEM;
+            return NULL;
+        }
+        g->nodes = nn;
+        g->cap_nodes = nc;
+    }
+    mtft_node *n = &g->nodes[g->n_nodes++];
+    memset(n, 0, sizeof *n);
+    n->op = op;
+    n->out = out;
+    n->n_in = n_in;
+    for (int i = 0; i < n_in; i++) n->in[i] = in[i];
+    out->flags |= MTFT_TF_REQUIRES_GRAD;
+    return n;
+}
+
+float *mtft__grad(mtft_graph *g, mtft_tensor *t) {
+    if (!mtft__needs_grad(t)) return NULL;
+    if (t->grad) return t->grad;
+    if (t->flags & MTFT_TF_PARAM) return NULL; /* frozen group */
+    t->grad = mtft__scratch(g, (size_t)mtft__numel(t) * sizeof(float));
+    if (t->grad) memset(t->grad, 0, (size_t)mtft__numel(t) * sizeof(float));
+    return t->grad;
+}
+
+int mtft_graph_backward(mtft_graph *g, mtft_tensor *loss, const float *seed) {
+    MTFT_CHECK_ARG(g && loss);
+    if (g->status < 0)
+        return mtft__err(g->status, "backward: the graph is in error (%s); reset it", mtft_status_str(g->status));
+    if (!mtft__needs_grad(loss))
+        return mtft__err(MTFT_EINVAL, "backward: the loss does not depend on any tensor that requires a gradient "
+                                      "(are all parameter groups frozen?)");
+    if (!seed && mtft__numel(loss) != 1)
+        return mtft__err(MTFT_ESHAPE, "backward: loss has %lld elements; pass a seed gradient for a non-scalar",
+                         (long long)mtft__numel(loss));
+    float *dl = mtft__grad(g, loss);
+    if (!dl) return g->status ? g->status : MTFT_ENOMEM;
+    int64_t n = mtft__numel(loss);
+    for (int64_t i = 0; i < n; i++) dl[i] += seed ? seed[i] : 1.0f;
+    /* The tape is in execution order, a topological order: every consumer of
+     * a tensor comes after its producer, so in reverse every gradient is
+     * complete before it is propagated. */
+    for (int i = g->n_nodes - 1; i >= 0; i--) {
+        mtft_node *nd = &g->nodes[i];
+        if (!nd->out->grad) continue; /* nothing flowed into this node */
+        int rc = nd->op->backward(g, nd);
+        if (rc < 0) {
+            g->status = rc;
+            mtft__err_prefix("backward of '%s'", nd->op->name);
+            return rc;
+        }
+        if (g->status < 0) return g->status;
+    }
+    return MTFT_OK;
+}

@@ -1,0 +1,119 @@
+/* Internal definition of tensors, graphs and tape nodes, and the helpers
+ * every op file uses. Not installed.
+ *
+ * Writing an op (src/tensor/ops/<op>.c):
+ *   static int foo_backward(mtft_graph *g, mtft_node *n);      // accumulates
+ *   static const mtft_op_def foo_op = {"foo", foo_backward};
+ *   mtft_tensor *mtft_foo(mtft_graph *g, mtft_tensor *x) {
+ *       if (!mtft__op_begin(g, x)) return NULL;                 // NULL in -> NULL out
+ *       mtft_tensor *y = mtft__new(g, x->ndim, x->ne);          // arena, contiguous
+ *       ...forward kernel...
+ *       mtft_node *n = mtft__record(g, &foo_op, y, 1, x);       // no-op if no grad needed
+ *       if (n) { n->saved = ...; n->f[0] = ...; }
+ *       return y;
+ *   }
+ *   backward: float *dy = n->out->grad; float *dx = mtft__grad(g, n->in[0]);
+ *             (dx is NULL when that input needs no gradient; skip it).
+ */
+#ifndef MTFT_TENSOR_IMPL_H
+#define MTFT_TENSOR_IMPL_H
+
+#include "../core/core.h"
+#include "mtft/tensor.h"
+
+enum {
+    MTFT_TF_REQUIRES_GRAD = 1u << 0,
+    MTFT_TF_PARAM = 1u << 1,   /* lives in a parameter group */
+    MTFT_TF_VIEW = 1u << 2,    /* data aliases another tensor's data */
+};
+
+struct mtft_tensor {
+    int ndim;
+    int64_t ne[MTFT_MAX_DIMS]; /* shape; ne[ndim-1] innermost; unused dims are 1 */
+    int64_t st[MTFT_MAX_DIMS]; /* strides in elements */
+    float *data;
+    float *grad;               /* contiguous, logical order; NULL until needed */
+    uint32_t flags;
+    mtft_param_group *group;   /* for parameters */
+    size_t offset;             /* parameters: float offset inside the group block */
+    char name[64];
+};
+
+typedef struct mtft_node mtft_node;
+typedef struct mtft_op_def {
+    const char *name;
+    int (*backward)(mtft_graph *g, mtft_node *n);
+} mtft_op_def;
+
+#define MTFT_NODE_MAX_IN 4
+struct mtft_node {
+    const mtft_op_def *op;
+    mtft_tensor *out;
+    mtft_tensor *in[MTFT_NODE_MAX_IN];
+    int n_in;
+    void *saved;    /* op-specific, arena memory */
+    int64_t i[8];   /* op integer parameters */
+    float f[4];     /* op float parameters */
+};
+
+struct mtft_graph {
+    mtft_arena arena;
+    mtft_node *nodes;
+    int n_nodes, cap_nodes;
+    int status;
+    int grad_enabled;
+    int training;
+    uint64_t seed;
+    uint64_t dropout_calls; /* per-reset counter: each dropout call gets its own stream */
+};
+
+struct mtft_param_group {
+    char *name;
+    mtft_tensor **tensors;
+    int n, cap;
+    float *data, *grad;
+    size_t n_floats;
+    int trainable;
+    int allocated;
+};
+
+/* Begin an op: returns 0 (and the op must return NULL) if the graph is in
+ * error or any of the given inputs is NULL. Pass exactly n_in tensors. */
+int mtft__op_begin(mtft_graph *g, int n_in, ...);
+/* Raise an error on the graph: sets the last error and the sticky status. */
+mtft_tensor *mtft__op_fail(mtft_graph *g, int code, const char *fmt, ...) MTFT_PRINTF(3, 4);
+/* A new contiguous tensor in the graph's arena (uninitialised / zeroed). */
+mtft_tensor *mtft__new(mtft_graph *g, int ndim, const int64_t *shape);
+mtft_tensor *mtft__zeros(mtft_graph *g, int ndim, const int64_t *shape);
+/* A view sharing x's data: caller fills ne/st/data. */
+mtft_tensor *mtft__view(mtft_graph *g, mtft_tensor *x);
+/* Arena scratch memory for the current step. */
+void *mtft__scratch(mtft_graph *g, size_t bytes);
+/* Append a node when grad is enabled and any input requires a gradient; then
+ * out is marked as requiring a gradient. Returns NULL when nothing was
+ * recorded (or on allocation failure, which also sets the graph status). */
+mtft_node *mtft__record(mtft_graph *g, const mtft_op_def *op, mtft_tensor *out, int n_in, ...);
+/* Gradient buffer of t for accumulation, allocated zeroed on first use;
+ * NULL when t does not require a gradient. */
+float *mtft__grad(mtft_graph *g, mtft_tensor *t);
+
+static inline int64_t mtft__numel(const mtft_tensor *t) {
+    int64_t n = 1;
+    for (int i = 0; i < t->ndim; i++) n *= t->ne[i];
+    return n;
+}
+static inline int mtft__contig(const mtft_tensor *t) {
+    int64_t s = 1;
+    for (int i = t->ndim - 1; i >= 0; i--) {
+        if (t->ne[i] != 1 && t->st[i] != s) return 0;
+        s *= t->ne[i];
+    }
+    return 1;
+}
+/* Rows of the last dim: numel / ne[ndim-1]. */
+static inline int64_t mtft__rows(const mtft_tensor *t) { return mtft__numel(t) / t->ne[t->ndim - 1]; }
+static inline int mtft__needs_grad(const mtft_tensor *t) { return t && (t->flags & MTFT_TF_REQUIRES_GRAD); }
+/* "[2, 3, 4]" into buf. */
+const char *mtft__shape_str(const mtft_tensor *t, char *buf, size_t n);
+
+#endif

@@ -1,0 +1,22 @@
+# Compile each public header alone, with -Wall -Wextra -pedantic -Werror.
+file(GLOB _headers ${SRC}/include/mtft/*.h)
+file(MAKE_DIRECTORY ${OUT})
+find_program(CXX NAMES c++ g++ clang++)
+foreach(_h ${_headers})
+  get_filename_component(_n ${_h} NAME_WE)
+  file(WRITE ${OUT}/${_n}.c "#include <mtft/${_n}.h>\nint mtft_headertest_${_n};\n")
+  execute_process(COMMAND ${CC} -std=c99 -Wall -Wextra -pedantic -Werror -I${SRC}/include -c ${OUT}/${_n}.c -o ${OUT}/${_n}.o
+    RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "header ${_n}.h does not compile alone as C99:\n${err}")
+  endif()
+  if(CXX)
+    file(WRITE ${OUT}/${_n}.cpp "#include <mtft/${_n}.h>\nint mtft_headertest_${_n};\n")
+    execute_process(COMMAND ${CXX} -std=c++11 -Wall -Wextra -Werror -I${SRC}/include -c ${OUT}/${_n}.cpp -o ${OUT}/${_n}_cpp.o
+      RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+    if(NOT rc EQUAL 0)
+      message(FATAL_ERROR "header ${_n}.h does not compile alone as C++:\n${err}")
+    endif()
+  endif()
+  message(STATUS "ok ${_n}.h")
+endforeach()
