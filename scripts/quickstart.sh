@@ -1,0 +1,8 @@
+#!/bin/sh
+# Build mtft and run the main job. Installs missing dependencies first.
+set -eu
+cd "$(dirname "$0")/.."
+sh scripts/deps.sh
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build -j"$(nproc)"
+exec ./build/example_mlp_demo "$@"
