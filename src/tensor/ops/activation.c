@@ -1,0 +1,175 @@
+/* Activations: gelu_tanh, gelu_erf, silu, sigmoid, relu, tanh, and swiglu
+ * (silu(gate) * up). Elementwise over contiguous inputs; one tight loop per
+ * kind (the switch is outside the loops), parallel over elements. Backward
+ * reads the saved input (and, for sigmoid and tanh, the output). */
+#include <math.h>
+
+#include "../tensor_impl.h"
+
+enum { ACT_GELU_TANH, ACT_GELU_ERF, ACT_SILU, ACT_SIGMOID, ACT_RELU, ACT_TANH };
+
+#define ACT_PAR 8192
+#define GELU_K 0.7978845608028654f   /* sqrt(2/pi) */
+#define GELU_C 0.044715f
+#define INV_SQRT2 0.7071067811865476f
+#define INV_SQRT_2PI 0.3989422804014327f
+
+static inline float sigmoidf(float x) {
+    if (x >= 0.0f) return 1.0f / (1.0f + expf(-x));
+    float e = expf(x);
+    return e / (1.0f + e);
+}
+
+static void act_forward(int kind, float *y, const float *x, int64_t N) {
+    switch (kind) {
+    case ACT_GELU_TANH:
+#pragma omp parallel for if (N > ACT_PAR)
+        for (int64_t i = 0; i < N; i++) {
+            float v = x[i];
+            y[i] = 0.5f * v * (1.0f + tanhf(GELU_K * (v + GELU_C * v * v * v)));
+        }
+        break;
+    case ACT_GELU_ERF:
+#pragma omp parallel for if (N > ACT_PAR)
+        for (int64_t i = 0; i < N; i++) y[i] = 0.5f * x[i] * (1.0f + erff(x[i] * INV_SQRT2));
+        break;
+    case ACT_SILU:
+#pragma omp parallel for if (N > ACT_PAR)
+        for (int64_t i = 0; i < N; i++) y[i] = x[i] * sigmoidf(x[i]);
+        break;
+    case ACT_SIGMOID:
+#pragma omp parallel for if (N > ACT_PAR)
+        for (int64_t i = 0; i < N; i++) y[i] = sigmoidf(x[i]);
+        break;
+    case ACT_RELU:
+#pragma omp parallel for if (N > 32768)
+        for (int64_t i = 0; i < N; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+        break;
+    default:
+#pragma omp parallel for if (N > ACT_PAR)
+        for (int64_t i = 0; i < N; i++) y[i] = tanhf(x[i]);
+        break;
+    }
+}
+
+/* dx += dy * f'(x) */
+static void act_backward_k(int kind, float *dx, const float *dy, const float *x, const float *y, int64_t N) {
+    switch (kind) {
+    case ACT_GELU_TANH:
+#pragma omp parallel for if (N > ACT_PAR)
+        for (int64_t i = 0; i < N; i++) {
+            float v = x[i];
+            float t = tanhf(GELU_K * (v + GELU_C * v * v * v));
+            float dt = GELU_K * (1.0f + 3.0f * GELU_C * v * v);
+            dx[i] += dy[i] * (0.5f * (1.0f + t) + 0.5f * v * (1.0f - t * t) * dt);
+        }
+        break;
+    case ACT_GELU_ERF:
+#pragma omp parallel for if (N > ACT_PAR)
+        for (int64_t i = 0; i < N; i++) {
+            float v = x[i];
+            dx[i] += dy[i] * (0.5f * (1.0f + erff(v * INV_SQRT2)) + v * INV_SQRT_2PI * expf(-0.5f * v * v));
+        }
+        break;
+    case ACT_SILU:
+#pragma omp parallel for if (N > ACT_PAR)
+        for (int64_t i = 0; i < N; i++) {
+            float s = sigmoidf(x[i]);
+            dx[i] += dy[i] * s * (1.0f + x[i] * (1.0f - s));
+        }
+        break;
+    case ACT_SIGMOID:
+#pragma omp parallel for if (N > 32768)
+        for (int64_t i = 0; i < N; i++) dx[i] += dy[i] * y[i] * (1.0f - y[i]);
+        break;
+    case ACT_RELU:
+#pragma omp parallel for if (N > 32768)
+        for (int64_t i = 0; i < N; i++) dx[i] += x[i] > 0.0f ? dy[i] : 0.0f;
+        break;
+    default:
+#pragma omp parallel for if (N > 32768)
+        for (int64_t i = 0; i < N; i++) dx[i] += dy[i] * (1.0f - y[i] * y[i]);
+        break;
+    }
+}
+
+static int act_backward(mtft_graph *g, mtft_node *n) {
+    float *dx = mtft__grad(g, n->in[0]);
+    if (!dx) return MTFT_OK;
+    act_backward_k((int)n->i[0], dx, n->out->grad, n->in[0]->data, n->out->data, mtft__numel(n->out));
+    return MTFT_OK;
+}
+
+static const mtft_op_def gelu_tanh_op = {"gelu_tanh", act_backward};
+static const mtft_op_def gelu_erf_op = {"gelu_erf", act_backward};
+static const mtft_op_def silu_op = {"silu", act_backward};
+static const mtft_op_def sigmoid_op = {"sigmoid", act_backward};
+static const mtft_op_def relu_op = {"relu", act_backward};
+static const mtft_op_def tanh_op = {"tanh", act_backward};
+
+static mtft_tensor *act(mtft_graph *g, int kind, const mtft_op_def *op, mtft_tensor *x) {
+    if (!mtft__op_begin(g, 1, x)) return NULL;
+    if (!mtft__contig(x)) {
+        char sx[64];
+        return mtft__op_fail(g, MTFT_EINVAL, "%s: x %s must be contiguous (use mtft_contiguous)", op->name,
+                             mtft__shape_str(x, sx, sizeof sx));
+    }
+    mtft_tensor *y = mtft__new(g, x->ndim, x->ne);
+    if (!y) return NULL;
+    act_forward(kind, y->data, x->data, mtft__numel(x));
+    mtft_node *n = mtft__record(g, op, y, 1, x);
+    if (n) n->i[0] = kind;
+    return y;
+}
+
+mtft_tensor *mtft_gelu_tanh(mtft_graph *g, mtft_tensor *x) { return act(g, ACT_GELU_TANH, &gelu_tanh_op, x); }
+mtft_tensor *mtft_gelu_erf(mtft_graph *g, mtft_tensor *x) { return act(g, ACT_GELU_ERF, &gelu_erf_op, x); }
+mtft_tensor *mtft_silu(mtft_graph *g, mtft_tensor *x) { return act(g, ACT_SILU, &silu_op, x); }
+mtft_tensor *mtft_sigmoid(mtft_graph *g, mtft_tensor *x) { return act(g, ACT_SIGMOID, &sigmoid_op, x); }
+mtft_tensor *mtft_relu(mtft_graph *g, mtft_tensor *x) { return act(g, ACT_RELU, &relu_op, x); }
+mtft_tensor *mtft_tanh(mtft_graph *g, mtft_tensor *x) { return act(g, ACT_TANH, &tanh_op, x); }
+
+/* ---- swiglu: y = silu(gate) * up ------------------------------------------ */
+
+static int swiglu_backward(mtft_graph *g, mtft_node *n) {
+    mtft_tensor *gate = n->in[0], *up = n->in[1];
+    float *dg = mtft__grad(g, gate), *du = mtft__grad(g, up);
+    const float *dy = n->out->grad, *gd = gate->data, *ud = up->data;
+    int64_t N = mtft__numel(n->out);
+    if (dg) {
+#pragma omp parallel for if (N > ACT_PAR)
+        for (int64_t i = 0; i < N; i++) {
+            float s = sigmoidf(gd[i]);
+            dg[i] += dy[i] * ud[i] * s * (1.0f + gd[i] * (1.0f - s));
+        }
+    }
+    if (du) {
+#pragma omp parallel for if (N > ACT_PAR)
+        for (int64_t i = 0; i < N; i++) du[i] += dy[i] * gd[i] * sigmoidf(gd[i]);
+    }
+    return MTFT_OK;
+}
+static const mtft_op_def swiglu_op = {"swiglu", swiglu_backward};
+
+mtft_tensor *mtft_swiglu(mtft_graph *g, mtft_tensor *gate, mtft_tensor *up) {
+    if (!mtft__op_begin(g, 2, gate, up)) return NULL;
+    char sg[64], su[64];
+    mtft__shape_str(gate, sg, sizeof sg);
+    mtft__shape_str(up, su, sizeof su);
+    int same = gate->ndim == up->ndim;
+    for (int d = 0; same && d < gate->ndim; d++) same = gate->ne[d] == up->ne[d];
+    if (!same) return mtft__op_fail(g, MTFT_ESHAPE, "swiglu: gate %s and up %s must have the same shape", sg, su);
+    if (!mtft__contig(gate) || !mtft__contig(up))
+        return mtft__op_fail(g, MTFT_EINVAL, "swiglu: gate %s and up %s must be contiguous (use mtft_contiguous)", sg,
+                             su);
+    mtft_tensor *y = mtft__new(g, gate->ndim, gate->ne);
+    if (!y) return NULL;
+    const float *gd = gate->data, *ud = up->data;
+    float *yd = y->data;
+    int64_t N = mtft__numel(y);
+#pragma omp parallel for if (N > ACT_PAR)
+    for (int64_t i = 0; i < N; i++) yd[i] = gd[i] * sigmoidf(gd[i]) * ud[i];
+    mtft_node *n = mtft__record(g, &swiglu_op, y, 2, gate, up);
+    (void)n;
+    return y;
+}
