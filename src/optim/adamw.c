@@ -1,0 +1,198 @@
+/* AdamW as torch.optim.AdamW (single-tensor path), over parameter groups.
+ * Each group's moments are two blocks the size of its parameter block; the
+ * update is a flat loop over each tensor's range of the block (the tensor
+ * decides the weight decay: 1-D tensors get none unless decay_1d). */
+#include <math.h>
+#include <string.h>
+
+#include "../tensor/tensor_impl.h"
+#include "mtft/optim.h"
+
+typedef struct adamw_group {
+    mtft_param_group *pg;
+    float lr_scale;
+    float weight_decay; /* < 0: the optimizer's */
+    float *m, *v;       /* pg->n_floats each, allocated at the first trainable step */
+    int64_t step;
+} adamw_group;
+
+struct mtft_adamw {
+    mtft_adamw_options o;
+    adamw_group *groups;
+    int n, cap;
+};
+
+static int check_options(const mtft_adamw_options *o) {
+    if (o->version < 1 || o->version > MTFT_ADAMW_OPTIONS_VERSION)
+        return mtft__err(MTFT_EINVAL, "adamw options: unknown version %d", o->version);
+    if (!(o->lr >= 0.0f) || !isfinite(o->lr)) return mtft__err(MTFT_EINVAL, "adamw: lr %g must be >= 0", (double)o->lr);
+    if (!(o->beta1 >= 0.0f && o->beta1 < 1.0f) || !(o->beta2 >= 0.0f && o->beta2 < 1.0f))
+        return mtft__err(MTFT_EINVAL, "adamw: betas (%g, %g) must be in [0, 1)", (double)o->beta1, (double)o->beta2);
+    if (!(o->eps > 0.0f)) return mtft__err(MTFT_EINVAL, "adamw: eps %g must be > 0", (double)o->eps);
+    if (!(o->weight_decay >= 0.0f))
+        return mtft__err(MTFT_EINVAL, "adamw: weight_decay %g must be >= 0", (double)o->weight_decay);
+    return MTFT_OK;
+}
+
+int mtft_adamw_new(mtft_adamw **out, const mtft_adamw_options *o) {
+    MTFT_CHECK_ARG(out);
+    *out = NULL;
+    mtft_adamw_options def = MTFT_ADAMW_OPTIONS_INIT;
+    if (!o) o = &def;
+    int rc = check_options(o);
+    if (rc < 0) return rc;
+    mtft_adamw *opt = mtft__calloc(1, sizeof *opt);
+    if (!opt) return MTFT_ENOMEM;
+    opt->o = *o;
+    *out = opt;
+    return MTFT_OK;
+}
+
+static void group_dispose(adamw_group *gr) {
+    mtft__aligned_free(gr->m);
+    mtft__aligned_free(gr->v);
+    gr->m = gr->v = NULL;
+}
+
+void mtft_adamw_free(mtft_adamw *opt) {
+    if (!opt) return;
+    for (int i = 0; i < opt->n; i++) group_dispose(&opt->groups[i]);
+    mtft__free(opt->groups);
+    mtft__free(opt);
+}
+
+int mtft_adamw_add_group(mtft_adamw *opt, mtft_param_group *pg, const mtft_adamw_group_options *go) {
+    MTFT_CHECK_ARG(opt && pg);
+    mtft_adamw_group_options def = MTFT_ADAMW_GROUP_OPTIONS_INIT;
+    if (!go) go = &def;
+    if (go->version < 1 || go->version > MTFT_ADAMW_GROUP_OPTIONS_VERSION)
+        return mtft__err(MTFT_EINVAL, "adamw group options: unknown version %d", go->version);
+    if (!(go->lr_scale >= 0.0f) || !isfinite(go->lr_scale))
+        return mtft__err(MTFT_EINVAL, "adamw: group '%s': lr_scale %g must be >= 0", pg->name, (double)go->lr_scale);
+    if (!pg->allocated)
+        return mtft__err(MTFT_ESTATE, "adamw: group '%s' has no data yet (call mtft_param_group_alloc)", pg->name);
+    for (int i = 0; i < opt->n; i++)
+        if (opt->groups[i].pg == pg) return mtft__err(MTFT_EINVAL, "adamw: group '%s' added twice", pg->name);
+    if (opt->n == opt->cap) {
+        int nc = opt->cap ? 2 * opt->cap : 4;
+        adamw_group *ng = mtft__realloc(opt->groups, (size_t)nc * sizeof *ng);
+        if (!ng) return MTFT_ENOMEM;
+        opt->groups = ng;
+        opt->cap = nc;
+    }
+    adamw_group *gr = &opt->groups[opt->n++];
+    memset(gr, 0, sizeof *gr);
+    gr->pg = pg;
+    gr->lr_scale = go->lr_scale;
+    gr->weight_decay = go->weight_decay;
+    return MTFT_OK;
+}
+
+int mtft_adamw_remove_group(mtft_adamw *opt, mtft_param_group *pg) {
+    MTFT_CHECK_ARG(opt && pg);
+    for (int i = 0; i < opt->n; i++) {
+        if (opt->groups[i].pg != pg) continue;
+        group_dispose(&opt->groups[i]);
+        memmove(&opt->groups[i], &opt->groups[i + 1], (size_t)(opt->n - i - 1) * sizeof *opt->groups);
+        opt->n--;
+        return MTFT_OK;
+    }
+    return mtft__err(MTFT_ENOTFOUND, "adamw: group '%s' was not added", pg->name);
+}
+
+static int state_alloc(adamw_group *gr) {
+    if (gr->m) return MTFT_OK;
+    size_t bytes = gr->pg->n_floats * sizeof(float);
+    gr->m = mtft__aligned_alloc(bytes);
+    gr->v = mtft__aligned_alloc(bytes);
+    if (!gr->m || !gr->v) {
+        group_dispose(gr);
+        return mtft__err(MTFT_ENOMEM, "adamw: no memory for the moments of group '%s' (%zu floats)", gr->pg->name,
+                         2 * gr->pg->n_floats);
+    }
+    return MTFT_OK;
+}
+
+/* The update of one contiguous range: p, g, m, v of n floats. */
+static void adamw_range(float *p, const float *g, float *m, float *v, int64_t n, float decay_mul, float b1,
+                        float b2, float step_size, float bc2_sqrt, float eps) {
+    float omb1 = 1.0f - b1, omb2 = 1.0f - b2;
+#pragma omp parallel for if (n > 65536)
+    for (int64_t i = 0; i < n; i++) {
+        float gi = g[i];
+        float pi = p[i] * decay_mul;
+        float mi = m[i] * b1 + gi * omb1;
+        float vi = v[i] * b2 + gi * gi * omb2;
+        m[i] = mi;
+        v[i] = vi;
+        p[i] = pi - step_size * (mi / (sqrtf(vi) / bc2_sqrt + eps));
+    }
+}
+
+int mtft_adamw_step(mtft_adamw *opt) {
+    MTFT_CHECK_ARG(opt);
+    const mtft_adamw_options *o = &opt->o;
+    for (int gi = 0; gi < opt->n; gi++) {
+        adamw_group *gr = &opt->groups[gi];
+        mtft_param_group *pg = gr->pg;
+        if (!pg->trainable || !pg->grad) continue; /* frozen: no state, no update */
+        int rc = state_alloc(gr);
+        if (rc < 0) return rc;
+        gr->step++;
+        double lr = (double)o->lr * (double)gr->lr_scale;
+        double wd = gr->weight_decay >= 0.0f ? (double)gr->weight_decay : (double)o->weight_decay;
+        double bc1 = 1.0 - pow((double)o->beta1, (double)gr->step);
+        double bc2 = 1.0 - pow((double)o->beta2, (double)gr->step);
+        float step_size = (float)(lr / bc1), bc2_sqrt = (float)sqrt(bc2);
+        for (int ti = 0; ti < pg->n; ti++) {
+            mtft_tensor *t = pg->tensors[ti];
+            int decay = t->ndim >= 2 || o->decay_1d;
+            float decay_mul = decay ? (float)(1.0 - lr * wd) : 1.0f;
+            size_t off = t->offset;
+            adamw_range(pg->data + off, pg->grad + off, gr->m + off, gr->v + off, mtft__numel(t), decay_mul,
+                        o->beta1, o->beta2, step_size, bc2_sqrt, o->eps);
+        }
+    }
+    return MTFT_OK;
+}
+
+void mtft_adamw_zero_grad(mtft_adamw *opt) {
+    if (!opt) return;
+    for (int i = 0; i < opt->n; i++)
+        if (opt->groups[i].pg->trainable) mtft_param_group_zero_grad(opt->groups[i].pg);
+}
+
+int mtft_adamw_set_lr(mtft_adamw *opt, float lr) {
+    MTFT_CHECK_ARG(opt);
+    if (!(lr >= 0.0f) || !isfinite(lr)) return mtft__err(MTFT_EINVAL, "adamw: lr %g must be >= 0", (double)lr);
+    opt->o.lr = lr;
+    return MTFT_OK;
+}
+
+float mtft_adamw_get_lr(const mtft_adamw *opt) { return opt ? opt->o.lr : 0.0f; }
+int mtft_adamw_n_groups(const mtft_adamw *opt) { return opt ? opt->n : 0; }
+
+int mtft_adamw_group_state(mtft_adamw *opt, int i, float **m, float **v, size_t *n, int64_t *step) {
+    MTFT_CHECK_ARG(opt);
+    if (i < 0 || i >= opt->n) return mtft__err(MTFT_ERANGE, "adamw: group index %d outside [0, %d)", i, opt->n);
+    adamw_group *gr = &opt->groups[i];
+    if (m) *m = gr->m;
+    if (v) *v = gr->v;
+    if (n) *n = gr->m ? gr->pg->n_floats : 0;
+    if (step) *step = gr->step;
+    return MTFT_OK;
+}
+
+int mtft_adamw_group_state_alloc(mtft_adamw *opt, int i) {
+    MTFT_CHECK_ARG(opt);
+    if (i < 0 || i >= opt->n) return mtft__err(MTFT_ERANGE, "adamw: group index %d outside [0, %d)", i, opt->n);
+    return state_alloc(&opt->groups[i]);
+}
+
+int mtft_adamw_set_group_step(mtft_adamw *opt, int i, int64_t step) {
+    MTFT_CHECK_ARG(opt);
+    if (i < 0 || i >= opt->n) return mtft__err(MTFT_ERANGE, "adamw: group index %d outside [0, %d)", i, opt->n);
+    if (step < 0) return mtft__err(MTFT_EINVAL, "adamw: step %lld must be >= 0", (long long)step);
+    opt->groups[i].step = step;
+    return MTFT_OK;
+}
