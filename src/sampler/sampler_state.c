@@ -180,6 +180,15 @@ int mtft_sampler_state_load(mtft_sampler *s, const void *buf, size_t size) {
         return mtft__err(MTFT_EFORMAT, LOAD ": invalid header values (step %lld, override %u, override_left %lld)",
                          (long long)step, has_override, (long long)override_left);
 
+    /* sizes first: a different dataset explains any rate difference */
+    for (uint32_t k = 0; k < n_tasks; k++) {
+        rbuf q = {b + HEADER_BYTES + (size_t)k * TASK_BYTES + 3 * 8};
+        int64_t n_k = get_i64(&q);
+        if (n_k != s->tasks[k].size)
+            return mtft__err(MTFT_EINVAL, LOAD ": task %u was saved with %lld examples, this sampler's has %lld",
+                             (unsigned)k, (long long)n_k, (long long)s->tasks[k].size);
+    }
+
     /* validate every task and regenerate its permutation into a new buffer;
      * nothing in `s` changes until all of it checked out */
     int rc = MTFT_OK;
@@ -202,11 +211,6 @@ int mtft_sampler_state_load(mtft_sampler *s, const void *buf, size_t size) {
         unsigned stopped = get_u8(&r), active = get_u8(&r);
         get_rng(&r, &t->perm_rng);
         get_rng(&r, &t->rng);
-        if (t->size != s->tasks[k].size) {
-            rc = mtft__err(MTFT_EINVAL, LOAD ": task %u was saved with %lld examples, this sampler's has %lld",
-                           (unsigned)k, (long long)t->size, (long long)s->tasks[k].size);
-            goto done;
-        }
         if (memcmp(&ps, &s->p_start[k], sizeof ps) != 0) {
             rc = mtft__err(MTFT_EINVAL, LOAD ": task %u: saved start rate %.17g, this sampler's is %.17g "
                            "(different strategy or parameters)",
