@@ -114,9 +114,15 @@ MTFT_API int mtft_tensor_set_requires_grad(mtft_graph *g, mtft_tensor *t, int re
 
 /* Matrix products. a: [..., M, K] (or [..., K, M] with trans_a), b likewise;
  * leading dims (up to 2) are batch dims, equal in a and b, or b is 2-D and
- * shared by all batches. Through cblas_sgemm. */
+ * shared by all batches. Through cblas_sgemm. Output [..., M, N], contiguous.
+ * The matrix part of a or b may be a transposed view (mtft_transpose) or a
+ * row/column slice: it goes to BLAS with the transpose flag flipped, no copy.
+ * Strides with no unit stride in either of the last two dims fail with
+ * MTFT_EINVAL asking for mtft_contiguous. */
 MTFT_API mtft_tensor *mtft_matmul(mtft_graph *g, mtft_tensor *a, mtft_tensor *b, int trans_a, int trans_b);
-/* y = x W^T + b (PyTorch nn.Linear): x [..., in], w [out, in], b [out] or NULL. */
+/* y = x W^T + b (PyTorch nn.Linear): x [..., in], w [out, in], b [out] or NULL.
+ * x's leading dims must fold into rows (contiguous, or a 2-D row slice);
+ * w may be a transposed view (e.g. a tied embedding table). */
 MTFT_API mtft_tensor *mtft_linear(mtft_graph *g, mtft_tensor *x, mtft_tensor *w, mtft_tensor *b);
 /* y = x W + b (GPT-2 Conv1D layout): x [..., in], w [in, out], b [out] or NULL. */
 MTFT_API mtft_tensor *mtft_linear_t(mtft_graph *g, mtft_tensor *x, mtft_tensor *w, mtft_tensor *b);
@@ -130,16 +136,22 @@ MTFT_API mtft_tensor *mtft_scale(mtft_graph *g, mtft_tensor *a, float s);
 MTFT_API mtft_tensor *mtft_bias(mtft_graph *g, mtft_tensor *a, mtft_tensor *bias);
 
 /* Embedding gather: table [V, C], ids (n int32 in [0, V)) -> [n, C] reshaped
- * to `ndim`/`shape` + C when shape is given (e.g. {B, T}). Backward
- * scatter-adds into the table. */
+ * to `ndim`/`shape` + C when shape is given (e.g. {B, T}; n = product of
+ * shape, ndim <= 3). When shape is NULL, ndim is n and the output is [n, C].
+ * An id outside [0, V) fails with MTFT_ERANGE naming the id and its position.
+ * The ids are copied. Backward scatter-adds into the table (deterministic). */
 MTFT_API mtft_tensor *mtft_embedding(mtft_graph *g, mtft_tensor *table, const int32_t *ids, int ndim,
                                      const int64_t *shape);
 
-/* Norms over the last dim. weight/bias [C] may be NULL. */
+/* Norms over the last dim of a contiguous x. weight/bias [C] may be NULL.
+ * layernorm: (x - mean) / sqrt(var + eps) * w + b (biased variance);
+ * rmsnorm: x / sqrt(mean(x^2) + eps) * w. */
 MTFT_API mtft_tensor *mtft_layernorm(mtft_graph *g, mtft_tensor *x, mtft_tensor *w, mtft_tensor *b, float eps);
 MTFT_API mtft_tensor *mtft_rmsnorm(mtft_graph *g, mtft_tensor *x, mtft_tensor *w, float eps);
 
-/* Activations. */
+/* Activations (contiguous x). gelu_tanh: 0.5 x (1 + tanh(sqrt(2/pi)(x +
+ * 0.044715 x^3))) (GPT-2); gelu_erf: 0.5 x (1 + erf(x / sqrt 2)) (BERT);
+ * silu: x sigmoid(x). */
 MTFT_API mtft_tensor *mtft_gelu_tanh(mtft_graph *g, mtft_tensor *x);
 MTFT_API mtft_tensor *mtft_gelu_erf(mtft_graph *g, mtft_tensor *x);
 MTFT_API mtft_tensor *mtft_silu(mtft_graph *g, mtft_tensor *x);
