@@ -452,6 +452,50 @@ START_TEST(test_model_from_hf) {
 }
 END_TEST
 
+/* GPT2LMHeadModel checkpoints name tensors "transformer.h.0..." and may carry
+ * extra buffers (h.N.attn.bias); both load. */
+START_TEST(test_model_hf_prefixed) {
+    fixture f;
+    fixture_open(&f, "gpt2");
+    mtft_param_group *pg = mtft_model_base_group(f.m);
+    int n = mtft_param_group_count(pg);
+    char dir[] = "/tmp/mtft_model_XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    ck_assert_int_eq(mtft_model_save_hf(f.m, dir), 0); /* for config.json */
+    char(*names)[96] = calloc((size_t)n + 1, sizeof *names);
+    const char **np = calloc((size_t)n + 1, sizeof *np);
+    mtft_tensor **ts = calloc((size_t)n + 1, sizeof *ts);
+    for (int i = 0; i < n; i++) {
+        ts[i] = mtft_param_group_tensor(pg, i);
+        snprintf(names[i], sizeof names[i], "transformer.%s", mtft_tensor_name(ts[i]));
+        np[i] = names[i];
+    }
+    mtft_graph *g = new_graph();
+    int64_t mshape[2] = {16, 16};
+    ts[n] = mtft_zeros(g, 2, mshape);
+    np[n] = "transformer.h.0.attn.bias";
+    char path[256];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    ck_assert_msg(mtft_safetensors_save(path, n + 1, np, ts, NULL) == 0, "%s", mtft_error_last()->message);
+    mtft_model *m2 = NULL;
+    ck_assert_msg(mtft_model_load_hf(&m2, dir) == 0, "%s", mtft_error_last()->message);
+    size_t n1, n2;
+    const float *d1 = mtft_param_group_data(pg, &n1), *d2 = mtft_param_group_data(mtft_model_base_group(m2), &n2);
+    ck_assert_uint_eq(n1, n2);
+    ck_assert_int_eq(memcmp(d1, d2, n1 * sizeof(float)), 0);
+    mtft_model_free(m2);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    unlink(path);
+    rmdir(dir);
+    mtft_graph_free(g);
+    free(names);
+    free(np);
+    free(ts);
+    fixture_close(&f);
+}
+END_TEST
+
 /* ---- errors ------------------------------------------------------------------ */
 START_TEST(test_model_forward_errors) {
     mtft_model_config c = tiny_config(MTFT_ARCH_LLAMA);
@@ -626,10 +670,11 @@ static Suite *mtft_test_model_suite(void) {
     tcase_add_test(par, test_model_parity_llama);
     tcase_add_test(par, test_model_parity_bidir);
     tcase_add_test(par, test_model_hf_roundtrip);
+    tcase_add_test(par, test_model_hf_prefixed);
     tcase_add_test(par, test_model_kv_cache);
     tcase_add_test(par, test_model_sampling_spread);
     suite_add_tcase(s, par);
     return s;
 }
 
-int main(void) { return mtft_test_run(mtft_test_model_suite()) == 0 ? 0 : 1; }
+int main(void) { return mtft_test_run(mtft_test_model_suite()); }
