@@ -1,4 +1,5 @@
-/* mtft: multitask finetuning of transformer models. Umbrella header. */
+/* mtft: multitask finetuning of transformer models. Umbrella header: every
+ * public module header. */
 #ifndef MTFT_MTFT_H
 #define MTFT_MTFT_H
 
@@ -6,5 +7,11 @@
 #include "mtft/version.h"
 #include "mtft/rng.h"
 #include "mtft/tensor.h"
+#include "mtft/io.h"
+#include "mtft/tokenizer.h"
+#include "mtft/model.h"
+#include "mtft/optim.h"
+#include "mtft/sampler.h"
+#include "mtft/balance.h"
 
 #endif
