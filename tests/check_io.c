@@ -10,6 +10,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/core.h"
+#include "io/json.h"
 #include "mtft/io.h"
 #include "mtft_test.h"
 
@@ -816,6 +818,68 @@ START_TEST(test_io_hf_config_errors) {
 }
 END_TEST
 
+
+/* ---- the internal JSON layer (src/io/json.h) ------------------------------------------ */
+START_TEST(test_io_json_internal) {
+    const char *text = "{\"a\": [1, 2.5, \"x\"],\n \"b\": {\"a\": true}, \"n\": null, \"big\": 1e300}  \n";
+    size_t eo = 99;
+    mtft_json *j = mtft_json__parse(text, strlen(text), &eo);
+    ck_assert_ptr_nonnull(j);
+    ck_assert_int_eq(mtft_json__type(j), MTFT_JSON_OBJECT);
+    ck_assert_int_eq(mtft_json__size(j), 4);
+    const mtft_json *a = mtft_json__get(j, "a");
+    ck_assert_int_eq(mtft_json__size(a), 3);
+    int64_t v = 0;
+    ck_assert(mtft_json__int(mtft_json__at(a, 0), &v) && v == 1);
+    ck_assert(!mtft_json__int(mtft_json__at(a, 1), &v));
+    ck_assert_double_eq(mtft_json__number(mtft_json__at(a, 1)), 2.5);
+    ck_assert_str_eq(mtft_json__string(mtft_json__at(a, 2)), "x");
+    ck_assert_ptr_null(mtft_json__string(mtft_json__at(a, 0)));
+    ck_assert(mtft_json__bool(mtft_json__get(mtft_json__get(j, "b"), "a")));
+    ck_assert_int_eq(mtft_json__type(mtft_json__get(j, "n")), MTFT_JSON_NULL);
+    ck_assert(!mtft_json__int(mtft_json__get(j, "big"), &v)); /* beyond 2^53 */
+    ck_assert_ptr_null(mtft_json__get(j, "zz"));
+    ck_assert_str_eq(mtft_json__type_name(mtft_json__get(j, "zz")), "missing");
+    ck_assert_str_eq(mtft_json__key(mtft_json__next(mtft_json__first(j))), "b");
+    /* the top-level "a", not the nested one; line 2 col 2 for "b" */
+    ck_assert_uint_eq(mtft_json__find_key(text, strlen(text), "a"), 1);
+    size_t ob = mtft_json__find_key(text, strlen(text), "b");
+    int line, col;
+    mtft_json__line_col(text, strlen(text), ob, &line, &col);
+    ck_assert_int_eq(line, 2);
+    ck_assert_int_eq(col, 2);
+    ck_assert_uint_eq(mtft_json__find_key(text, strlen(text), "x"), 0); /* a value, not a key */
+    mtft_json__free(j);
+    ck_assert_ptr_null(mtft_json__parse("{\"a\":1} }", 10, &eo));
+    ck_assert_uint_eq(eo, 9);
+    ck_assert_ptr_null(mtft_json__parse("", 0, &eo));
+
+    /* building and printing round-trips through the parser */
+    mtft_json *o = mtft_json__new_object();
+    mtft_json *arr = mtft_json__new_array();
+    ck_assert_int_eq(mtft_json__append(arr, mtft_json__new_number(3)), 0);
+    ck_assert_int_eq(mtft_json__append(arr, mtft_json__new_bool(0)), 0);
+    ck_assert_int_eq(mtft_json__add(o, "list", arr), 0);
+    ck_assert_int_eq(mtft_json__add(o, "s", mtft_json__new_string("q\"\n")), 0);
+    ck_assert_int_eq(mtft_json__add(o, "z", mtft_json__new_null()), 0);
+    ck_assert_int_eq(mtft_json__append(o, mtft_json__new_null()), -1); /* not an array: child freed */
+    char *txt = mtft_json__print(o, 0);
+    ck_assert_str_eq(txt, "{\"list\":[3,false],\"s\":\"q\\\"\\n\",\"z\":null}");
+    mtft_json *back = mtft_json__parse(txt, strlen(txt), NULL);
+    ck_assert_str_eq(mtft_json__string(mtft_json__get(back, "s")), "q\"\n");
+    mtft_json__free(back);
+    mtft__free(txt);
+    mtft_json__free(o);
+
+    char *buf = NULL;
+    size_t pos = 0, cap = 0;
+    ck_assert_int_eq(mtft_json__append_quoted(&buf, &pos, &cap, "a\x01\\"), 0);
+    ck_assert_str_eq(buf, "\"a\\u0001\\\\\"");
+    ck_assert_uint_eq(pos, strlen(buf));
+    mtft__free(buf);
+}
+END_TEST
+
 static Suite *io_suite(void) {
     Suite *s = suite_create("io");
     TCase *tc = tcase_create("api");
@@ -829,6 +893,7 @@ static Suite *io_suite(void) {
     tcase_add_test(tc, test_io_load_group);
     tcase_add_test(tc, test_io_hf_config_files);
     tcase_add_test(tc, test_io_hf_config_defaults);
+    tcase_add_test(tc, test_io_json_internal);
     suite_add_tcase(s, tc);
     TCase *lim = tcase_create("limits");
     tcase_add_checked_fixture(lim, tmp_setup, tmp_teardown);
