@@ -726,11 +726,9 @@ END_TEST
 /* ---- gradient-level methods -------------------------------------------------------- */
 
 /* Run one gradient-level step on two tasks; returns the status. */
-static int grad_step(mtft_balance_method m, const float *g0, const float *g1, int64_t P, const float *losses,
-                     const uint8_t *mask, float *out_grad, float *w) {
-    mtft_balancer_options o = MTFT_BALANCER_OPTIONS_INIT;
-    o.method = m;
-    mtft_balancer *b = make(2, &o);
+static int grad_step_o(mtft_balancer_options *o, const float *g0, const float *g1, int64_t P, const float *losses,
+                       const uint8_t *mask, float *out_grad, float *w) {
+    mtft_balancer *b = make(2, o);
     const float *g[2] = {g0, g1};
     float L1[2] = {1.0f, 1.0f};
     mtft_balance_input in = MTFT_BALANCE_INPUT_INIT;
@@ -743,6 +741,40 @@ static int grad_step(mtft_balance_method m, const float *g0, const float *g1, in
     mtft_balancer_free(b);
     return rc;
 }
+
+static int grad_step(mtft_balance_method m, const float *g0, const float *g1, int64_t P, const float *losses,
+                     const uint8_t *mask, float *out_grad, float *w) {
+    mtft_balancer_options o = MTFT_BALANCER_OPTIONS_INIT;
+    o.method = m;
+    return grad_step_o(&o, g0, g1, P, losses, mask, out_grad, w);
+}
+
+START_TEST(test_balance_grad_options) {
+    /* CAGrad with c = 0 is the mean gradient: g1 = (1, 0), g2 = (-1, 1) -> (0, 0.5);
+     * the default c = 0.5 moves away from it. */
+    const float g1[2] = {1, 0}, g2[2] = {-1, 1};
+    float d[2], w[2], mean[2] = {0.0f, 0.5f};
+    mtft_balancer_options o = MTFT_BALANCER_OPTIONS_INIT;
+    o.method = MTFT_BALANCE_CAGRAD;
+    o.cagrad_c = 0.0f;
+    ck_assert_int_eq(grad_step_o(&o, g1, g2, 2, NULL, NULL, d, w), MTFT_OK);
+    mtft_assert_close(d, mean, 2, 1e-5f, 1e-6f, "cagrad c = 0");
+    o.cagrad_c = 0.5f;
+    ck_assert_int_eq(grad_step_o(&o, g1, g2, 2, NULL, NULL, d, w), MTFT_OK);
+    ck_assert_msg(fabsf(d[0] - mean[0]) + fabsf(d[1] - mean[1]) > 1e-3f, "cagrad c = 0.5 equals the mean");
+    /* MGDA-UB without normalisation on g1 = (2, 0), g2 = (0, 1): min-norm point of
+     * the hull: w = argmin 4 w^2 + (1-w)^2 -> 8w - 2(1-w) = 0 -> w = 1/5:
+     * d = 0.2 (2, 0) + 0.8 (0, 1) = (0.4, 0.8). */
+    const float h1[2] = {2, 0}, h2[2] = {0, 1};
+    float mg[2] = {0.4f, 0.8f};
+    o.method = MTFT_BALANCE_MGDA_UB;
+    o.mgda_norm = 0;
+    ck_assert_int_eq(grad_step_o(&o, h1, h2, 2, NULL, NULL, d, w), MTFT_OK);
+    mtft_assert_close(d, mg, 2, 1e-4f, 1e-5f, "mgda no normalisation");
+    float ew[2] = {0.2f, 0.8f};
+    mtft_assert_close(w, ew, 2, 1e-4f, 1e-5f, "mgda weights");
+}
+END_TEST
 
 START_TEST(test_balance_grad_orthogonal) {
     /* Two orthogonal unit gradients e1, e2: no conflict.
@@ -871,6 +903,7 @@ static Suite *balance_suite(void) {
     tcase_add_test(tg, test_balance_grad_orthogonal);
     tcase_add_test(tg, test_balance_grad_conflict);
     tcase_add_test(tg, test_balance_grad_mask);
+    tcase_add_test(tg, test_balance_grad_options);
     tcase_add_test(tg, test_balance_gradnorm_state);
     suite_add_tcase(s, tg);
     return s;
