@@ -393,23 +393,26 @@ int mtft_balancer_update_after_step(mtft_balancer *b, const float *new_losses, c
 
 /* ---- CoBa ------------------------------------------------------------------------ */
 
-/* CoBa (Gong et al. 2024, arXiv:2410.06741, Sec. 3; authors' code
+/* CoBa (Gong et al. 2024, arXiv:2410.06741, Sec. 3 "Methodology": RCS, ACS
+ * and DF; the formulas below follow the authors' reference code,
  * codefuse-ai/MFTCoder mftcoder_accelerate/src/utils/loss_utils.py,
- * CoBaStatus.compute_per_task_weight). Per step t, with l_i the validation
- * loss of task i (divided by its first value when coba_normalize):
+ * CoBaStatus.compute_per_task_weight, whose defaults we take). Per step t,
+ * with l_i the validation loss of task i (divided by its first value when
+ * coba_normalize, as the code divides by the loss at the beginning):
  *   alpha_i(t)   slope of the least-squares line through task i's points
- *                in the last N steps (Sec. 3.1); alpha_max(t) the same for
- *                the curve max_i l_i
- *   RCS_i(t) = softmax_i( K alpha_i(t) / sum_j |alpha_j(t)| )            (Sec. 3.2)
- *   ACS_i(t) = softmax_i( -N_i alpha_i(t) / sum_{s in last N_i} |alpha_i(s)| ) (Sec. 3.3)
+ *                in the last N steps; alpha_max(t) the same for the curve
+ *                max_i l_i
+ *   RCS_i(t) = softmax_i( K alpha_i(t) / sum_j |alpha_j(t)| )
+ *   ACS_i(t) = softmax_i( -N_i alpha_i(t) / sum_{s in last N_i} |alpha_i(s)| )
  *   DF(t)    = min( t' softmax_s( -tau t' alpha_max(s) / sum_{r<=t'} |alpha_max(r)| )_{s=t'}, 1 )
- *              over the t' slopes of the max curve so far              (Sec. 3.4)
- *   w_i(t)   = DF(t) RCS_i(t) + (1 - DF(t)) ACS_i(t)                     (Sec. 3.5)
+ *              over the t' slopes of the max curve since the warm-up
+ *   w_i(t)   = DF(t) RCS_i(t) + (1 - DF(t)) ACS_i(t)
  * K counts the present tasks; weights sum to 1 over them. During the first
  * coba_warmup steps the weights are uniform (1/K) while history accrues.
- * Differences from the authors' code: the code additionally applies
- * softmax(K w) and a floor of 1/(10K) to w; we keep the paper's convex
- * combination. A slope needs 2 points; with fewer it is 0. */
+ * Differences from the authors' code: the code does not clamp DF and then
+ * applies softmax(K w) and a floor of 1/(10K) to w; we clamp DF to 1 so that
+ * w is a convex combination of RCS and ACS, and return it as is. A slope
+ * needs 2 points; with fewer it is 0. */
 static void coba_weights(mtft_balancer *b, const double *val, const uint8_t *present, int Kp, double *w) {
     int K = b->K, N = b->N;
     int64_t now = (int64_t)b->step;
