@@ -400,7 +400,9 @@ START_TEST(test_model_hf_roundtrip) {
         const char *msg = mtft_error_last()->message;
         ck_assert_msg(strstr(msg, k == 0 ? "h.0.mlp.c_fc.weight" : "model.layers.0.self_attn.k_proj.weight"), "%s",
                       msg);
-        ck_assert_msg(strstr(msg, k == 0 ? "96" : "32"), "%s", msg);
+        ck_assert_msg(strstr(msg, k == 0 ? "[32, 96]" : "[32, 32]"), "expected shape: %s", msg);
+        ck_assert_msg(strstr(msg, k == 0 ? "[32, 128]" : "[16, 32]"), "file shape: %s", msg);
+        ck_assert_msg(strstr(msg, "model.safetensors"), "file: %s", msg);
         /* no weights at all */
         snprintf(path, sizeof path, "%s/model.safetensors", dir);
         ck_assert_int_eq(unlink(path), 0);

@@ -86,12 +86,9 @@ static int load_weights(mtft_model *m, const mtft_safetensors *st) {
         char name[128];
         int is_head = strcmp(t->name, "lm_head.weight") == 0;
         snprintf(name, sizeof name, "%s%s", is_head ? "" : prefix, t->name);
+        /* io's message names the file, the tensor and both shapes */
         int rc = mtft_safetensors_read_f32(st, name, t->data, t->ndim, t->ne);
-        if (rc < 0) {
-            char sh[64];
-            mtft__err_prefix("loading %s [%s %s]", mtft_safetensors_path(st), t->name, mtft__shape_str(t, sh, sizeof sh));
-            return rc;
-        }
+        if (rc < 0) return rc;
     }
     return MTFT_OK;
 }
