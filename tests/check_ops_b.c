@@ -425,7 +425,7 @@ START_TEST(test_dropout_mask) {
         /* kept elements are scaled by 1/(1-p); the gradient of sum(y) is
          * 1/(1-p) on kept elements and 0 on dropped ones */
         if (k1) ck_assert_float_eq_tol(y1[i], x[i] * scale, 1e-6f);
-        ck_assert_float_eq_tol(dx[i], k1 ? scale : 0.0f, 1e-6f);
+        ck_assert_float_eq_tol(dx[i], (k1 ? scale : 0.0f), 1e-6f);
     }
     /* kept fraction within 5 binomial standard deviations of 1-p */
     const double sd = sqrt(p * (1.0 - p) / NDROP);
@@ -888,6 +888,11 @@ static mtft_tensor *fn_views(mtft_graph *g, mtft_tensor **in, void *ctx) {
     }
     case 4: /* the raw view as the output (read through strides) */
         return mtft_slice(g, mtft_transpose(g, x, 0, 1), 1, 1, 1);
+    case 5: /* transpose of a slice (a view of a view), then contiguous */
+    {
+        mtft_tensor *c = mtft_contiguous(g, mtft_transpose(g, mtft_slice(g, x, 2, 1, 2), 0, 2));
+        return mtft_mul(g, c, c);
+    }
     default: { /* two overlapping slices feeding one sum: accumulation */
         mtft_tensor *a = mtft_contiguous(g, mtft_slice(g, x, 1, 0, 2));
         mtft_tensor *b = mtft_contiguous(g, mtft_slice(g, x, 1, 1, 2));
@@ -898,9 +903,9 @@ static mtft_tensor *fn_views(mtft_graph *g, mtft_tensor **in, void *ctx) {
 
 START_TEST(test_shape_views_grad) {
     float x[24];
-    const char *names[6] = {"reshape", "slice->softmax", "transpose->log_softmax", "slice(transpose)->contiguous",
-                            "view output", "overlapping slices"};
-    for (int mode = 0; mode < 6; mode++) {
+    const char *names[7] = {"reshape", "slice->softmax", "transpose->log_softmax", "slice(transpose)->contiguous",
+                            "view output", "transpose(slice)->contiguous", "overlapping slices"};
+    for (int mode = 0; mode < 7; mode++) {
         mtft_test_fill(x, 24, 50 + mode, -1, 1);
         mtft_gradcheck_input in = {3, {2, 3, 4}, x, 1};
         /* eps 1e-2, atol 2e-3, rtol 2e-2 */

@@ -59,7 +59,7 @@ static int worker_id(void) {
 }
 
 /* kt[d*T + j] = head[j*st + d] for j < L */
-static void transpose_head(float *kt, const float *head, int64_t st, int64_t L, int64_t T, int64_t D) {
+static inline void transpose_head(float *kt, const float *head, int64_t st, int64_t L, int64_t T, int64_t D) {
     for (int64_t j = 0; j < L; j++) {
         const float *row = head + j * st;
         for (int64_t d = 0; d < D; d++) kt[d * T + j] = row[d];
@@ -67,7 +67,7 @@ static void transpose_head(float *kt, const float *head, int64_t st, int64_t L, 
 }
 
 /* s[j] = scale * q . k_j for j < nk, through K^T */
-static void scores_row(float *s, const float *qrow, const float *kt, int64_t nk, int64_t T, int64_t D, float scale) {
+static inline void scores_row(float *s, const float *qrow, const float *kt, int64_t nk, int64_t T, int64_t D, float scale) {
     for (int64_t j = 0; j < nk; j++) s[j] = 0.0f;
     for (int64_t d = 0; d < D; d++) {
         const float qd = qrow[d];
@@ -81,45 +81,108 @@ static inline int64_t n_keys(const attn_dims *a, int64_t t, int64_t L) {
     return a->causal ? (t + 1 < L ? t + 1 : L) : L;
 }
 
+/* Hot per-head kernels are built for several ISAs when the toolchain can pick
+ * one at load time (GCC ifunc on x86-64 Linux): the default build targets
+ * baseline x86-64 (SSE2), these loops run 2-4x wider with AVX2 / AVX-512.
+ * ISO C mode keeps -ffp-contract=off and no loop here reassociates a
+ * reduction, so every clone gives the same bits. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && \
+    !defined(MTFT_NO_CLONES)
+#define MTFT_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define MTFT_CLONES
+#endif
+
+/* One (b, h): o [T, D], lse [T]. Scratch: kt D*T, s T. */
+MTFT_CLONES
+static void fwd_head(const attn_dims *a, int64_t L, const float *qb, int64_t qst, const float *kb, int64_t kst,
+                     const float *vb, int64_t vst, float *ob, float *lb, float *scratch) {
+    const int64_t T = a->T, D = a->D;
+    float *kt = scratch, *s = kt + D * T;
+    transpose_head(kt, kb, kst, L, T, D);
+    for (int64_t t = 0; t < T; t++) {
+        float *orow = ob + t * D;
+        for (int64_t d = 0; d < D; d++) orow[d] = 0.0f;
+        if (t >= L) {
+            lb[t] = 0.0f; /* padded query row: output 0, never read back */
+            continue;
+        }
+        const int64_t nk = n_keys(a, t, L);
+        scores_row(s, qb + t * qst, kt, nk, T, D, a->scale);
+        float m = -INFINITY;
+        for (int64_t j = 0; j < nk; j++) m = s[j] > m ? s[j] : m;
+        float sum = 0.0f;
+        for (int64_t j = 0; j < nk; j++) {
+            s[j] = expf(s[j] - m);
+            sum += s[j];
+        }
+        for (int64_t j = 0; j < nk; j++) {
+            const float p = s[j];
+            const float *vr = vb + j * vst;
+            for (int64_t d = 0; d < D; d++) orow[d] += p * vr[d];
+        }
+        const float inv = 1.0f / sum;
+        for (int64_t d = 0; d < D; d++) orow[d] *= inv;
+        lb[t] = m + logf(sum);
+    }
+}
+
+/* One query head h of kv group (b, hk), rows t < L. The caller owns dk/dv of
+ * the kv head (dkb, dvb [T, D]) and dq of the query head (dqb [T, D]).
+ * kt, vt: the group's K^T, V^T; p, ds: scratch rows of T. */
+MTFT_CLONES
+static void bwd_head(const attn_dims *a, int64_t L, const float *qb, int64_t qst, const float *kb, int64_t kst,
+                     const float *kt, const float *vt, const float *ob, const float *dob, const float *lb,
+                     float *dqb, float *dkb, float *dvb, float *p, float *ds) {
+    const int64_t T = a->T, D = a->D;
+    for (int64_t t = 0; t < L; t++) {
+        const int64_t nk = n_keys(a, t, L);
+        const float *qrow = qb + t * qst, *orow = ob + t * D, *dorow = dob + t * D;
+        scores_row(p, qrow, kt, nk, T, D, a->scale);
+        for (int64_t j = 0; j < nk; j++) p[j] = expf(p[j] - lb[t]);
+        float Dt = 0.0f;
+        for (int64_t d = 0; d < D; d++) Dt += dorow[d] * orow[d];
+        /* dP through V^T, then dS (times scale) in place */
+        for (int64_t j = 0; j < nk; j++) ds[j] = 0.0f;
+        for (int64_t d = 0; d < D; d++) {
+            const float gd = dorow[d];
+            const float *vr = vt + d * T;
+            for (int64_t j = 0; j < nk; j++) ds[j] += gd * vr[j];
+        }
+        for (int64_t j = 0; j < nk; j++) ds[j] = p[j] * (ds[j] - Dt) * a->scale;
+        if (dqb) {
+            float *dqrow = dqb + t * D;
+            for (int64_t j = 0; j < nk; j++) {
+                const float c = ds[j];
+                const float *kr = kb + j * kst;
+                for (int64_t d = 0; d < D; d++) dqrow[d] += c * kr[d];
+            }
+        }
+        if (dkb)
+            for (int64_t j = 0; j < nk; j++) {
+                const float c = ds[j];
+                float *dkr = dkb + j * D;
+                for (int64_t d = 0; d < D; d++) dkr[d] += c * qrow[d];
+            }
+        if (dvb)
+            for (int64_t j = 0; j < nk; j++) {
+                const float c = p[j];
+                float *dvr = dvb + j * D;
+                for (int64_t d = 0; d < D; d++) dvr[d] += c * dorow[d];
+            }
+    }
+}
+
 static void attention_forward(const attn_dims *a, const mtft_tensor *q, const mtft_tensor *k, const mtft_tensor *v,
                               const int32_t *len, float *o, float *lse, float *scratch) {
     const int64_t B = a->B, H = a->H, T = a->T, D = a->D;
     const int64_t per = D * T + T;
 #pragma omp parallel for schedule(dynamic, 1) if (B * H > 1 && B * H * T * T * D > 65536)
     for (int64_t bh = 0; bh < B * H; bh++) {
-        const int64_t b = bh / H, h = bh % H, hk = h / a->rep, L = len[b];
-        float *kt = scratch + worker_id() * per, *s = kt + D * T;
-        const float *qb = q->data + b * q->st[0] + h * q->st[1];
-        const float *kb = k->data + b * k->st[0] + hk * k->st[1];
-        const float *vb = v->data + b * v->st[0] + hk * v->st[1];
-        float *ob = o + bh * T * D;
-        float *lb = lse + bh * T;
-        transpose_head(kt, kb, k->st[2], L, T, D);
-        for (int64_t t = 0; t < T; t++) {
-            float *orow = ob + t * D;
-            memset(orow, 0, (size_t)D * sizeof(float));
-            if (t >= L) {
-                lb[t] = 0.0f; /* padded query row: output 0, never read back */
-                continue;
-            }
-            const int64_t nk = n_keys(a, t, L);
-            scores_row(s, qb + t * q->st[2], kt, nk, T, D, a->scale);
-            float m = -INFINITY;
-            for (int64_t j = 0; j < nk; j++) m = s[j] > m ? s[j] : m;
-            float sum = 0.0f;
-            for (int64_t j = 0; j < nk; j++) {
-                s[j] = expf(s[j] - m);
-                sum += s[j];
-            }
-            for (int64_t j = 0; j < nk; j++) {
-                const float p = s[j];
-                const float *vr = vb + j * v->st[2];
-                for (int64_t d = 0; d < D; d++) orow[d] += p * vr[d];
-            }
-            const float inv = 1.0f / sum;
-            for (int64_t d = 0; d < D; d++) orow[d] *= inv;
-            lb[t] = m + logf(sum);
-        }
+        const int64_t b = bh / H, h = bh % H, hk = h / a->rep;
+        fwd_head(a, len[b], q->data + b * q->st[0] + h * q->st[1], q->st[2], k->data + b * k->st[0] + hk * k->st[1],
+                 k->st[2], v->data + b * v->st[0] + hk * v->st[1], v->st[2], o + bh * T * D, lse + bh * T,
+                 scratch + worker_id() * per);
     }
 }
 
@@ -142,51 +205,13 @@ static int attention_backward(mtft_graph *g, mtft_node *n) {
         const int64_t b = bg / Hkv, hk = bg % Hkv, L = sv->len[b];
         float *kt = scratch + worker_id() * per, *vt = kt + D * T, *p = vt + D * T, *ds = p + T;
         const float *kb = k->data + b * k->st[0] + hk * k->st[1];
-        const float *vb = v->data + b * v->st[0] + hk * v->st[1];
-        float *dkb = dk ? dk + bg * T * D : NULL, *dvb = dv ? dv + bg * T * D : NULL;
         transpose_head(kt, kb, k->st[2], L, T, D);
-        transpose_head(vt, vb, v->st[2], L, T, D);
+        transpose_head(vt, v->data + b * v->st[0] + hk * v->st[1], v->st[2], L, T, D);
         for (int64_t r = 0; r < a.rep; r++) {
             const int64_t h = hk * a.rep + r, bh = b * H + h;
-            const float *qb = q->data + b * q->st[0] + h * q->st[1];
-            for (int64_t t = 0; t < L; t++) {
-                const int64_t nk = n_keys(&a, t, L);
-                const float *qrow = qb + t * q->st[2];
-                const float *orow = o + (bh * T + t) * D, *dorow = dout + (bh * T + t) * D;
-                const float l = sv->lse[bh * T + t];
-                scores_row(p, qrow, kt, nk, T, D, a.scale);
-                for (int64_t j = 0; j < nk; j++) p[j] = expf(p[j] - l);
-                float Dt = 0.0f;
-                for (int64_t d = 0; d < D; d++) Dt += dorow[d] * orow[d];
-                /* dP through V^T, then dS in place */
-                for (int64_t j = 0; j < nk; j++) ds[j] = 0.0f;
-                for (int64_t d = 0; d < D; d++) {
-                    const float gd = dorow[d];
-                    const float *vr = vt + d * T;
-                    for (int64_t j = 0; j < nk; j++) ds[j] += gd * vr[j];
-                }
-                for (int64_t j = 0; j < nk; j++) ds[j] = p[j] * (ds[j] - Dt) * a.scale;
-                if (dq) {
-                    float *dqrow = dq + (bh * T + t) * D;
-                    for (int64_t j = 0; j < nk; j++) {
-                        const float c = ds[j];
-                        const float *kr = kb + j * k->st[2];
-                        for (int64_t d = 0; d < D; d++) dqrow[d] += c * kr[d];
-                    }
-                }
-                if (dkb)
-                    for (int64_t j = 0; j < nk; j++) {
-                        const float c = ds[j];
-                        float *dkr = dkb + j * D;
-                        for (int64_t d = 0; d < D; d++) dkr[d] += c * qrow[d];
-                    }
-                if (dvb)
-                    for (int64_t j = 0; j < nk; j++) {
-                        const float c = p[j];
-                        float *dvr = dvb + j * D;
-                        for (int64_t d = 0; d < D; d++) dvr[d] += c * dorow[d];
-                    }
-            }
+            bwd_head(&a, L, q->data + b * q->st[0] + h * q->st[1], q->st[2], kb, k->st[2], kt, vt, o + bh * T * D,
+                     dout + bh * T * D, sv->lse + bh * T, dq ? dq + bh * T * D : NULL, dk ? dk + bg * T * D : NULL,
+                     dv ? dv + bg * T * D : NULL, p, ds);
         }
     }
     return MTFT_OK;
