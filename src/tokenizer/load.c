@@ -254,7 +254,7 @@ static int parse_vocab_json(mtft_tokenizer *t, const char *path, const char *s, 
             }
             p.i++;
             jp_ws(&p);
-            int32_t id;
+            int32_t id = 0;
             if ((rc = jp_id(&p, &id)) < 0) goto done;
             if (p.str_len == 0) {
                 rc = err_at(MTFT_EFORMAT, path, s, at, "empty token");
@@ -303,7 +303,7 @@ static int add_merge_disp(mtft_tokenizer *t, const char *a, size_t an, const cha
         *which = 1;
         return mtft__err(MTFT_EFORMAT, "merge token '%.*s' is not in the vocabulary", (int)bn, b);
     }
-    char small[512];
+    char small[512] = {0};
     char *ab = an + bn <= sizeof small ? small : mtft__malloc(an + bn);
     if (!ab) return mtft__err(MTFT_ENOMEM, "out of memory");
     memcpy(ab, a, an);
@@ -425,7 +425,7 @@ static int load_json_model(mtft_tokenizer *t, const char *path, const cJSON *roo
     const cJSON *vocab = cJSON_GetObjectItemCaseSensitive(model, "vocab");
     if (!cJSON_IsObject(vocab)) return mtft__err(MTFT_EFORMAT, "%s: model.vocab is missing or not an object", path);
     for (const cJSON *e = vocab->child; e; e = e->next) {
-        int32_t id;
+        int32_t id = 0;
         if (json_id(e, id_limit, &id) < 0)
             return mtft__err(MTFT_EFORMAT, "%s: model.vocab[\"%s\"]: id must be an integer in [0, %lld)", path,
                              e->string, (long long)id_limit);
@@ -442,7 +442,7 @@ static int load_json_model(mtft_tokenizer *t, const char *path, const cJSON *roo
     for (const cJSON *e = added ? added->child : NULL; e; e = e->next, k++) {
         const cJSON *jid = cJSON_GetObjectItemCaseSensitive(e, "id");
         const cJSON *content = cJSON_GetObjectItemCaseSensitive(e, "content");
-        int32_t id;
+        int32_t id = 0;
         if (json_id(jid, id_limit, &id) < 0 || !cJSON_IsString(content) || !content->valuestring[0])
             return mtft__err(MTFT_EFORMAT, "%s: added_tokens[%d]: needs an integer \"id\" and a non-empty \"content\"",
                              path, k);

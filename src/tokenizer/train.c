@@ -310,7 +310,7 @@ static int train_merges(mtft_tokenizer *t, word_table *wt, int32_t n_merges_max,
         /* new token */
         int32_t a = top.a, b = top.b, nid = t->n_ids;
         size_t la = t->raw_len[a], lb = t->raw_len[b];
-        char small[512];
+        char small[512] = {0};
         char *raw = la + lb <= sizeof small ? small : mtft__malloc(la + lb);
         if (!raw) {
             rc = mtft__err(MTFT_ENOMEM, "tokenizer: train: out of memory");

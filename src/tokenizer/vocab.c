@@ -143,7 +143,7 @@ static int put_token(mtft_tokenizer *t, int32_t id, const char *disp, size_t dn,
 
 int mtft_tokenizer__set_token(mtft_tokenizer *t, int32_t id, const char *disp, size_t dn) {
     /* display -> raw: every code point must be one of the 256 byte symbols */
-    char small[256];
+    char small[256] = {0};
     char *raw = dn <= sizeof small ? small : mtft__malloc(dn);
     if (!raw) return mtft__err(MTFT_ENOMEM, "tokenizer: out of memory");
     size_t rn = 0, i = 0;
@@ -165,7 +165,7 @@ int mtft_tokenizer__set_token(mtft_tokenizer *t, int32_t id, const char *disp, s
 }
 
 int mtft_tokenizer__set_token_raw(mtft_tokenizer *t, int32_t id, const char *raw, size_t rn) {
-    char small[512];
+    char small[512] = {0};
     size_t cap = rn * 2;
     char *disp = cap <= sizeof small ? small : mtft__malloc(cap);
     if (!disp) return mtft__err(MTFT_ENOMEM, "tokenizer: out of memory");
