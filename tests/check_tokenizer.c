@@ -176,6 +176,38 @@ START_TEST(test_tok_known_tokens) {
 }
 END_TEST
 
+/* Where gpt-3-encoder's JavaScript regex differs from the Python `regex`
+ * module GPT-2 was made with: JS \s includes U+FEFF and excludes U+0085 (NEL);
+ * Unicode White_Space is the other way round. We follow Python. Expected ids
+ * from OpenAI's algorithm (tools/gen_tokenizer_fixtures.py's Encoder); the JS
+ * ids are given for contrast. */
+START_TEST(test_tok_python_not_js_whitespace) {
+    mtft_tokenizer *tok = load_gpt2();
+    static const struct {
+        const char *text;
+        int32_t py[12], js[12];
+        size_t n_py, n_js;
+    } cases[] = {
+        {"x  \xef\xbb\xbfy", {87, 220, 27332, 119, 123, 88}, {87, 220, 220, 171, 119, 123, 88}, 6, 7},
+        {"x\xc2\x85\xc2\x85y  \xc2\x85z", {87, 126, 227, 126, 227, 88, 220, 220, 126, 227, 89},
+         {87, 126, 227, 126, 227, 88, 220, 1587, 227, 89}, 11, 10},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        size_t n;
+        int32_t *ids = encode(tok, cases[c].text, strlen(cases[c].text), &n);
+        ck_assert_uint_eq(n, cases[c].n_py);
+        int same_as_js = n == cases[c].n_js;
+        for (size_t k = 0; k < n; k++) {
+            ck_assert_int_eq(ids[k], cases[c].py[k]);
+            if (k < cases[c].n_js && ids[k] != cases[c].js[k]) same_as_js = 0;
+        }
+        ck_assert(!same_as_js);
+        free(ids);
+    }
+    mtft_tokenizer_free(tok);
+}
+END_TEST
+
 /* ---- pre-tokenisation ---------------------------------------------------------- */
 
 START_TEST(test_tok_pretok_python_regex) {
@@ -863,6 +895,7 @@ static Suite *tokenizer_suite(void) {
     tcase_set_timeout(tc, 600);
     tcase_add_test(tc, test_tok_gpt2_reference_ids);
     tcase_add_test(tc, test_tok_known_tokens);
+    tcase_add_test(tc, test_tok_python_not_js_whitespace);
     tcase_add_test(tc, test_tok_pretok_python_regex);
     tcase_add_test(tc, test_tok_pretok_cases);
     tcase_add_test(tc, test_tok_roundtrip_any_bytes);
