@@ -291,6 +291,66 @@ START_TEST(test_ops_a_linear) {
 }
 END_TEST
 
+/* x x^T: both matmul inputs are the same tensor, so both backward GEMMs
+ * accumulate into one gradient. eps 1e-2, atol 2e-3, rtol 1e-2. */
+static mtft_tensor *gram_fn(mtft_graph *g, mtft_tensor **in, void *ctx) {
+    (void)ctx;
+    return mtft_matmul(g, in[0], in[0], 0, 1);
+}
+
+START_TEST(test_ops_a_matmul_same_input) {
+    const int64_t sx[2] = {3, 4};
+    float *xd = fbuf(12, 1200, -1, 1);
+    float ref[9];
+    ref_matmul(xd, xd, ref, 1, 0, 3, 3, 4, 0, 1);
+    mtft_graph *g = gnew(0);
+    mtft_tensor *x = mtft_from_data(g, 2, sx, xd);
+    mtft_tensor *y = gram_fn(g, &x, NULL);
+    ck_assert_ptr_nonnull(y);
+    mtft_assert_close(mtft_tensor_data(y), ref, 9, 1e-5f, 1e-6f, "x x^T fwd");
+    mtft_graph_free(g);
+    mtft_gradcheck_input gi;
+    fill_input(&gi, 2, sx, xd, 1);
+    mtft_gradcheck("x x^T", gram_fn, NULL, &gi, 1, 1e-2f, 2e-3f, 1e-2f, 0);
+    free(xd);
+}
+END_TEST
+
+/* linear with a transposed-view weight (a tied table used as [out, in]) is
+ * linear_t on the storage: same output, same dx, and dW of the view is the
+ * transpose of dW of the storage. */
+START_TEST(test_ops_a_linear_view_weight) {
+    const int64_t N = 5, I = 4, O = 3, sx[2] = {N, I}, ss[2] = {I, O};
+    float *xd = fbuf(N * I, 1300, -1, 1), *sd = fbuf(I * O, 1301, -1, 1), *bd = fbuf(O, 1302, -1, 1);
+    const int64_t sb[1] = {O};
+    mtft_graph *g1 = gnew(0), *g2 = gnew(0);
+    mtft_tensor *x1 = mtft_from_data(g1, 2, sx, xd), *x2 = mtft_from_data(g2, 2, sx, xd);
+    mtft_tensor *st = mtft_from_data(g1, 2, ss, sd), *s2 = mtft_from_data(g2, 2, ss, sd);
+    mtft_tensor *b1 = mtft_from_data(g1, 1, sb, bd), *b2 = mtft_from_data(g2, 1, sb, bd);
+    mtft_tensor *wv = tview(g1, st); /* [O, I] */
+    mtft_tensor *ts[6] = {x1, x2, wv, s2, b1, b2};
+    for (int i = 0; i < 6; i++) mtft_tensor_set_requires_grad(i % 2 ? g2 : g1, ts[i], 1);
+    mtft_tensor *y1 = mtft_linear(g1, x1, wv, b1), *y2 = mtft_linear_t(g2, x2, s2, b2);
+    ck_assert_msg(y1 && y2, "%s", mtft_error_last()->message);
+    mtft_assert_close(mtft_tensor_data(y1), mtft_tensor_data(y2), N * O, 1e-6f, 1e-6f, "linear(view) fwd");
+    float seed[15];
+    mtft_test_fill(seed, N * O, 9, -1, 1);
+    ck_assert_int_eq(mtft_graph_backward(g1, y1, seed), 0);
+    ck_assert_int_eq(mtft_graph_backward(g2, y2, seed), 0);
+    mtft_assert_close(mtft_tensor_grad(x1), mtft_tensor_grad(x2), N * I, 1e-6f, 1e-6f, "linear(view) dx");
+    mtft_assert_close(mtft_tensor_grad(b1), mtft_tensor_grad(b2), O, 1e-6f, 1e-6f, "linear(view) db");
+    float dwt[12];
+    for (int64_t o = 0; o < O; o++)
+        for (int64_t i = 0; i < I; i++) dwt[o * I + i] = mtft_tensor_grad(s2)[i * O + o];
+    mtft_assert_close(mtft_tensor_grad(wv), dwt, O * I, 1e-6f, 1e-6f, "linear(view) dW");
+    mtft_graph_free(g1);
+    mtft_graph_free(g2);
+    free(xd);
+    free(sd);
+    free(bd);
+}
+END_TEST
+
 /* ---- embedding ---------------------------------------------------------- */
 
 static const int32_t emb_ids[6] = {3, 0, 3, 4, 1, 3}; /* repeats: scatter-add must sum */
@@ -1030,6 +1090,8 @@ static Suite *mtft_test_ops_a_suite(void) {
     tcase_add_test(fwd, test_ops_a_matmul_shared_b);
     tcase_add_test(fwd, test_ops_a_matmul_strided_views);
     tcase_add_test(fwd, test_ops_a_linear);
+    tcase_add_test(fwd, test_ops_a_matmul_same_input);
+    tcase_add_test(fwd, test_ops_a_linear_view_weight);
     tcase_add_test(fwd, test_ops_a_embedding);
     tcase_add_test(fwd, test_ops_a_embedding_backward_sums_repeats);
     tcase_add_test(fwd, test_ops_a_layernorm);
