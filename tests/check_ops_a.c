@@ -351,6 +351,48 @@ START_TEST(test_ops_a_linear_view_weight) {
 }
 END_TEST
 
+/* Through the public view op: q k^T with k transposed by mtft_transpose over
+ * a 4-D batch (the attention-score pattern), and a transposed slice. The
+ * gradient flows through the view into k. eps 1e-2, atol 2e-3, rtol 1e-2. */
+static mtft_tensor *qkt_fn(mtft_graph *g, mtft_tensor **in, void *ctx) {
+    (void)ctx;
+    return mtft_matmul(g, in[0], mtft_transpose(g, in[1], 2, 3), 0, 0);
+}
+static mtft_tensor *tr_slice_fn(mtft_graph *g, mtft_tensor **in, void *ctx) {
+    (void)ctx;
+    /* a [6, 4] -> rows 1..3 -> transposed [4, 3]: strided, non-contiguous */
+    mtft_tensor *at = mtft_transpose(g, mtft_slice(g, in[0], 0, 1, 3), 0, 1);
+    return mtft_linear(g, in[1], at, NULL); /* x [2, 3] W^T, W = at [4, 3] */
+}
+
+START_TEST(test_ops_a_matmul_public_views) {
+    const int64_t sq[4] = {2, 2, 3, 4}, n = 48;
+    float *qd = fbuf(n, 1400, -1, 1), *kd = fbuf(n, 1401, -1, 1);
+    /* forward: s[b,h,i,j] = sum_d q[b,h,i,d] k[b,h,j,d] */
+    float ref[36];
+    ref_matmul(qd, kd, ref, 4, 0, 3, 3, 4, 0, 1);
+    mtft_graph *g = gnew(0);
+    mtft_tensor *in[2] = {mtft_from_data(g, 4, sq, qd), mtft_from_data(g, 4, sq, kd)};
+    mtft_tensor *s = qkt_fn(g, in, NULL);
+    ck_assert_msg(s != NULL, "%s", mtft_error_last()->message);
+    mtft_assert_close(mtft_tensor_data(s), ref, 36, 1e-5f, 1e-5f, "q k^T via transpose");
+    mtft_graph_free(g);
+    mtft_gradcheck_input gi[2];
+    fill_input(&gi[0], 4, sq, qd, 1);
+    fill_input(&gi[1], 4, sq, kd, 1);
+    mtft_gradcheck("q k^T via transpose", qkt_fn, NULL, gi, 2, 1e-2f, 2e-3f, 1e-2f, 0);
+    const int64_t sa[2] = {6, 4}, sx[2] = {2, 3};
+    float *ad = fbuf(24, 1402, -1, 1), *xd = fbuf(6, 1403, -1, 1);
+    fill_input(&gi[0], 2, sa, ad, 1);
+    fill_input(&gi[1], 2, sx, xd, 1);
+    mtft_gradcheck("linear over a transposed slice", tr_slice_fn, NULL, gi, 2, 1e-2f, 2e-3f, 1e-2f, 0);
+    free(qd);
+    free(kd);
+    free(ad);
+    free(xd);
+}
+END_TEST
+
 /* ---- embedding ---------------------------------------------------------- */
 
 static const int32_t emb_ids[6] = {3, 0, 3, 4, 1, 3}; /* repeats: scatter-add must sum */
@@ -1092,6 +1134,7 @@ static Suite *mtft_test_ops_a_suite(void) {
     tcase_add_test(fwd, test_ops_a_linear);
     tcase_add_test(fwd, test_ops_a_matmul_same_input);
     tcase_add_test(fwd, test_ops_a_linear_view_weight);
+    tcase_add_test(fwd, test_ops_a_matmul_public_views);
     tcase_add_test(fwd, test_ops_a_embedding);
     tcase_add_test(fwd, test_ops_a_embedding_backward_sums_repeats);
     tcase_add_test(fwd, test_ops_a_layernorm);
