@@ -70,6 +70,25 @@ MTFT_API mtft_tensor *mtft_param_group_find(mtft_param_group *pg, const char *na
 MTFT_API float *mtft_param_group_data(mtft_param_group *pg, size_t *n_floats);
 MTFT_API float *mtft_param_group_grad(mtft_param_group *pg, size_t *n_floats);
 
+/* ---- per-part (per-task) gradients ------------------------------------------
+ * When the rows of a batch are grouped by task (part k = units
+ * [offsets[k], offsets[k+1]), e.g. sequences), the weight gradient of a
+ * row-wise op dW = X^T dY is the sum of the parts X_k^T dY_k. A group split
+ * into n parts gets n extra gradient blocks (each the size of the group's
+ * block, while the group is trainable); the split-aware ops (linear,
+ * linear_t, matmul with a shared 2-D weight, and the PEFT ops) write each
+ * part's contribution into its block, at no extra FLOPs, and at the end of
+ * mtft_graph_backward the group's gradient block is set to the sum of its
+ * parts. Any other op that reaches a tensor of a split group fails the
+ * backward with MTFT_EUNSUPPORTED naming the tensor. zero_grad clears the
+ * parts too. */
+/* Split a group's gradients into n_parts (0: no split; frees the parts). */
+MTFT_API int mtft_param_group_set_split(mtft_param_group *pg, int n_parts);
+MTFT_API int mtft_param_group_split_count(const mtft_param_group *pg);
+/* Part `part`'s gradient block (same layout as mtft_param_group_grad), or
+ * NULL when the group is not split or frozen. */
+MTFT_API float *mtft_param_group_split_grad(mtft_param_group *pg, int part, size_t *n_floats);
+
 /* ---- graphs ---------------------------------------------------------------- */
 typedef struct mtft_graph_options {
     int version;
@@ -94,6 +113,14 @@ MTFT_API void mtft_graph_set_training(mtft_graph *g, int training);
  * when not NULL, numel floats) and run the tape backward. Parameter
  * gradients accumulate into their groups' gradient blocks. */
 MTFT_API int mtft_graph_backward(mtft_graph *g, mtft_tensor *loss, const float *seed);
+/* Row partition for split groups: n_parts ranges of units given by
+ * offsets[0..n_parts] (offsets[0] == 0, non-decreasing, offsets[n_parts] =
+ * total units, e.g. sequences). An op input of N rows (its leading dims
+ * folded, N a multiple of the total) maps part k to rows
+ * [offsets[k]*N/total, offsets[k+1]*N/total): a [B,T,C] input has T rows per
+ * sequence, a pooled [B,C] one 1. The offsets are copied; mtft_graph_reset
+ * (or n_parts = 0) clears the partition. */
+MTFT_API int mtft_graph_set_row_partition(mtft_graph *g, int n_parts, const int64_t *offsets);
 /* Number of nodes on the tape, and node i's op name (for tests and tracing). */
 MTFT_API int mtft_graph_n_nodes(const mtft_graph *g);
 MTFT_API const char *mtft_graph_node_op(const mtft_graph *g, int i);

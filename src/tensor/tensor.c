@@ -78,6 +78,7 @@ void mtft_param_group_free(mtft_param_group *pg) {
     mtft__free(pg->tensors);
     mtft__aligned_free(pg->data);
     mtft__aligned_free(pg->grad);
+    mtft__aligned_free(pg->split_grad);
     mtft__free(pg->name);
     mtft__free(pg);
 }
@@ -141,6 +142,13 @@ int mtft_param_group_set_trainable(mtft_param_group *pg, int trainable) {
         mtft__aligned_free(pg->grad);
         pg->grad = NULL;
     }
+    if (pg->trainable && pg->n_split > 0 && !pg->split_grad) {
+        pg->split_grad = mtft__aligned_alloc((size_t)pg->n_split * pg->n_floats * sizeof(float));
+        if (!pg->split_grad) return MTFT_ENOMEM;
+    } else if ((!pg->trainable || pg->n_split == 0) && pg->split_grad) {
+        mtft__aligned_free(pg->split_grad);
+        pg->split_grad = NULL;
+    }
     for (int i = 0; i < pg->n; i++) {
         mtft_tensor *t = pg->tensors[i];
         t->grad = pg->grad ? pg->grad + t->offset : NULL;
@@ -153,6 +161,105 @@ int mtft_param_group_set_trainable(mtft_param_group *pg, int trainable) {
 int mtft_param_group_trainable(const mtft_param_group *pg) { return pg ? pg->trainable : 0; }
 void mtft_param_group_zero_grad(mtft_param_group *pg) {
     if (pg && pg->grad) memset(pg->grad, 0, pg->n_floats * sizeof(float));
+    if (pg && pg->split_grad) memset(pg->split_grad, 0, (size_t)pg->n_split * pg->n_floats * sizeof(float));
+}
+
+/* ---- per-part gradients ---------------------------------------------------- */
+int mtft_param_group_set_split(mtft_param_group *pg, int n_parts) {
+    MTFT_CHECK_ARG(pg);
+    if (n_parts < 0 || n_parts > 4096)
+        return mtft__err(MTFT_ERANGE, "param group '%s': split into %d parts (0..4096)", pg->name, n_parts);
+    if (n_parts != pg->n_split && pg->split_grad) {
+        mtft__aligned_free(pg->split_grad);
+        pg->split_grad = NULL;
+    }
+    pg->n_split = n_parts;
+    return mtft_param_group_set_trainable(pg, pg->trainable);
+}
+int mtft_param_group_split_count(const mtft_param_group *pg) { return pg ? pg->n_split : 0; }
+float *mtft_param_group_split_grad(mtft_param_group *pg, int part, size_t *n) {
+    if (n) *n = 0;
+    if (!pg || !pg->split_grad || part < 0 || part >= pg->n_split) return NULL;
+    if (n) *n = pg->n_floats;
+    return pg->split_grad + (size_t)part * pg->n_floats;
+}
+
+int mtft_graph_set_row_partition(mtft_graph *g, int n_parts, const int64_t *offsets) {
+    MTFT_CHECK_ARG(g);
+    if (n_parts == 0) {
+        g->n_parts = 0;
+        g->part_off = NULL;
+        return MTFT_OK;
+    }
+    if (n_parts < 0 || !offsets) return mtft__err(MTFT_EINVAL, "row partition: %d parts, offsets %p", n_parts,
+                                                  (const void *)offsets);
+    if (offsets[0] != 0) return mtft__err(MTFT_EINVAL, "row partition: offsets[0] is %lld, must be 0",
+                                          (long long)offsets[0]);
+    for (int k = 0; k < n_parts; k++)
+        if (offsets[k + 1] < offsets[k])
+            return mtft__err(MTFT_EINVAL, "row partition: offsets[%d] = %lld < offsets[%d] = %lld", k + 1,
+                             (long long)offsets[k + 1], k, (long long)offsets[k]);
+    if (offsets[n_parts] <= 0) return mtft__err(MTFT_EINVAL, "row partition: no rows (offsets[%d] = 0)", n_parts);
+    int64_t *o = mtft_arena_alloc(&g->arena, (size_t)(n_parts + 1) * sizeof *o);
+    if (!o) return MTFT_ENOMEM;
+    memcpy(o, offsets, (size_t)(n_parts + 1) * sizeof *o);
+    g->part_off = o;
+    g->n_parts = n_parts;
+    return MTFT_OK;
+}
+
+int mtft__part_rows(mtft_graph *g, const mtft_tensor *t, int64_t N, int k, int64_t *r0, int64_t *r1) {
+    const mtft_param_group *pg = t->group;
+    if (g->n_parts == 0) {
+        mtft__op_fail(g, MTFT_ESTATE, "tensor '%s' (group '%s') is split into %d parts but the graph has no "
+                             "row partition (mtft_graph_set_row_partition)", t->name, pg->name, pg->n_split);
+        return g->status;
+    }
+    if (g->n_parts != pg->n_split) {
+        mtft__op_fail(g, MTFT_ESHAPE, "tensor '%s' (group '%s') is split into %d parts but the graph's row "
+                             "partition has %d", t->name, pg->name, pg->n_split, g->n_parts);
+        return g->status;
+    }
+    int64_t total = g->part_off[g->n_parts];
+    if (N % total != 0) {
+        mtft__op_fail(g, MTFT_ESHAPE, "tensor '%s': an input of %lld rows cannot be split by a row partition "
+                             "of %lld units", t->name, (long long)N, (long long)total);
+        return g->status;
+    }
+    int64_t per = N / total;
+    *r0 = g->part_off[k] * per;
+    *r1 = g->part_off[k + 1] * per;
+    return MTFT_OK;
+}
+
+float *mtft__split_grad(mtft_graph *g, mtft_tensor *t, int k) {
+    mtft_param_group *pg = t->group;
+    int seen = 0;
+    for (int i = 0; i < g->n_split_touched; i++)
+        if (g->split_touched[i] == pg) seen = 1;
+    if (!seen) {
+        if (g->n_split_touched == (int)(sizeof g->split_touched / sizeof g->split_touched[0])) {
+            mtft__op_fail(g, MTFT_ERANGE, "backward: more than %d split parameter groups",
+                          (int)(sizeof g->split_touched / sizeof g->split_touched[0]));
+            return NULL;
+        }
+        g->split_touched[g->n_split_touched++] = pg;
+    }
+    return pg->split_grad + (size_t)k * pg->n_floats + t->offset;
+}
+
+/* A split group's gradient is the sum of its parts. */
+static void split_reduce(mtft_param_group *pg) {
+    size_t n = pg->n_floats;
+    float *gr = pg->grad;
+    const float *sp = pg->split_grad;
+    int K = pg->n_split;
+#pragma omp parallel for if (n * (size_t)K > 65536)
+    for (size_t i = 0; i < n; i++) {
+        float acc = 0.0f;
+        for (int k = 0; k < K; k++) acc += sp[(size_t)k * n + i];
+        gr[i] = acc;
+    }
 }
 const char *mtft_param_group_name(const mtft_param_group *pg) { return pg ? pg->name : ""; }
 int mtft_param_group_count(const mtft_param_group *pg) { return pg ? pg->n : 0; }
@@ -206,6 +313,8 @@ void mtft_graph_reset(mtft_graph *g) {
     g->n_nodes = 0;
     g->status = MTFT_OK;
     g->dropout_calls = 0;
+    g->n_parts = 0;
+    g->part_off = NULL;
 }
 
 int mtft_graph_status(const mtft_graph *g) { return g ? g->status : MTFT_EINVAL; }
@@ -352,6 +461,12 @@ mtft_node *mtft__record(mtft_graph *g, const mtft_op_def *op, mtft_tensor *out, 
 
 float *mtft__grad(mtft_graph *g, mtft_tensor *t) {
     if (!mtft__needs_grad(t)) return NULL;
+    if (mtft__is_split(t)) {
+        mtft__op_fail(g, MTFT_EUNSUPPORTED, "tensor '%s' is in group '%s', whose gradient is split by rows; this op "
+                      "cannot split its gradient (only linear, linear_t, matmul with a shared 2-D weight and the "
+                      "PEFT ops can)", t->name, t->group->name);
+        return NULL;
+    }
     if (t->grad) return t->grad;
     if (t->flags & MTFT_TF_PARAM) return NULL; /* frozen group */
     t->grad = mtft__scratch(g, (size_t)mtft__numel(t) * sizeof(float));
@@ -369,6 +484,7 @@ int mtft_graph_backward(mtft_graph *g, mtft_tensor *loss, const float *seed) {
     if (!seed && mtft__numel(loss) != 1)
         return mtft__err(MTFT_ESHAPE, "backward: loss has %lld elements; pass a seed gradient for a non-scalar",
                          (long long)mtft__numel(loss));
+    g->n_split_touched = 0;
     float *dl = mtft__grad(g, loss);
     if (!dl) return g->status ? g->status : MTFT_ENOMEM;
     int64_t n = mtft__numel(loss);
@@ -387,5 +503,8 @@ int mtft_graph_backward(mtft_graph *g, mtft_tensor *loss, const float *seed) {
         }
         if (g->status < 0) return g->status;
     }
+    for (int i = 0; i < g->n_split_touched; i++)
+        if (g->split_touched[i]->grad && g->split_touched[i]->split_grad) split_reduce(g->split_touched[i]);
+    g->n_split_touched = 0;
     return MTFT_OK;
 }

@@ -65,6 +65,14 @@ struct mtft_graph {
     int training;
     uint64_t seed;
     uint64_t dropout_calls; /* per-reset counter: each dropout call gets its own stream */
+    /* Row partition (mtft_graph_set_row_partition): n_parts ranges of units,
+     * part_off[n_parts+1] in arena memory (cleared by reset). */
+    int n_parts;
+    int64_t *part_off;
+    /* Split groups written by the current backward (summed into their
+     * gradient blocks at its end). */
+    mtft_param_group *split_touched[64];
+    int n_split_touched;
 };
 
 struct mtft_param_group {
@@ -75,6 +83,8 @@ struct mtft_param_group {
     size_t n_floats;
     int trainable;
     int allocated;
+    int n_split;       /* > 0: gradients split by row partition (mtft_param_group_set_split) */
+    float *split_grad; /* n_split blocks of n_floats while trainable, else NULL */
 };
 
 /* Begin an op: returns 0 (and the op must return NULL) if the graph is in
@@ -94,8 +104,25 @@ void *mtft__scratch(mtft_graph *g, size_t bytes);
  * recorded (or on allocation failure, which also sets the graph status). */
 mtft_node *mtft__record(mtft_graph *g, const mtft_op_def *op, mtft_tensor *out, int n_in, ...);
 /* Gradient buffer of t for accumulation, allocated zeroed on first use;
- * NULL when t does not require a gradient. */
+ * NULL when t does not require a gradient. For a tensor of a split group
+ * (mtft__is_split) it fails the graph and returns NULL: only ops that split
+ * their weight gradient by rows (mtft__split_grad) may write those. */
 float *mtft__grad(mtft_graph *g, mtft_tensor *t);
+
+/* Per-part gradients (ARCHITECTURE.md decision 4). A split-aware backward
+ * computes, for a weight t with mtft__is_split(t), the contribution of each
+ * part's rows into mtft__split_grad(g, t, k) instead of mtft__grad(g, t);
+ * mtft_graph_backward sums the parts into the group's gradient at the end.
+ * mtft__part_rows maps part k of the graph's row partition onto an input of
+ * N rows (N a multiple of the partition's total units): [*r0, *r1). It fails
+ * the graph (returning the error) when no partition is set, its part count
+ * differs from the group's, or N does not fit. */
+static inline int mtft__is_split(const mtft_tensor *t) {
+    return t && (t->flags & MTFT_TF_PARAM) && (t->flags & MTFT_TF_REQUIRES_GRAD) && t->group &&
+           t->group->n_split > 0 && t->group->split_grad;
+}
+float *mtft__split_grad(mtft_graph *g, mtft_tensor *t, int k);
+int mtft__part_rows(mtft_graph *g, const mtft_tensor *t, int64_t N, int k, int64_t *r0, int64_t *r1);
 
 static inline int64_t mtft__numel(const mtft_tensor *t) {
     int64_t n = 1;

@@ -12,7 +12,13 @@
  * Shapes: op(A) [M, K], op(B) [K, N], C [M, N]. Backward (accumulating, beta=1):
  *   d op(A) = dC op(B)^T      d op(B) = op(A)^T dC
  * The bias gradient of linear is a column sum of dY [N, out], parallel over
- * column blocks so each thread owns the outputs it writes (deterministic). */
+ * column blocks so each thread owns the outputs it writes (deterministic).
+ *
+ * Split groups (mtft_param_group_set_split): when the weight (and bias) of
+ * linear/linear_t, or the shared 2-D b of a matmul whose a folds into rows,
+ * belongs to a split group, its gradient is computed per part of the graph's
+ * row partition, dW_k = X_k^T dY_k over the part's row range, into the part's
+ * block (same FLOPs as one dW). dX is unchanged. */
 #include <string.h>
 
 #include "../blas.h"
@@ -145,15 +151,46 @@ static int mm_plan_make(mtft_graph *g, const mtft_tensor *a, const mtft_tensor *
     return 1;
 }
 
+/* d op(B) per part of the row partition, over rows of A stored row-major
+ * (ld lda): B's gradient goes to each part's block. */
+static int mm_grad_b_split(mtft_graph *g, mtft_tensor *b, int tb, int64_t rows, int64_t N, int64_t K,
+                           const float *A, int64_t lda, const float *dC) {
+    for (int k = 0; k < g->n_parts || k == 0; k++) {
+        int64_t r0, r1;
+        int rc = mtft__part_rows(g, b, rows, k, &r0, &r1);
+        if (rc < 0) return rc;
+        float *dBk = mtft__split_grad(g, b, k);
+        if (!dBk) return g->status;
+        if (r1 > r0) rc = mm_grad_b(tb, 0, r1 - r0, N, K, A + r0 * lda, lda, dC + r0 * N, dBk);
+        if (rc < 0) return rc;
+    }
+    return MTFT_OK;
+}
+
 static int matmul_backward(mtft_graph *g, mtft_node *n) {
     mtft_tensor *a = n->in[0], *b = n->in[1];
     int ta = (int)n->i[0], tb = (int)n->i[1];
     mm_plan p;
     if (!mm_plan_make(g, a, b, ta, tb, &p)) return mtft_error_last()->code;
     const float *dC = n->out->grad;
-    float *dA = mtft__grad(g, a), *dB = mtft__grad(g, b);
     int tae = ta ^ p.fa, tbe = tb ^ p.fb;
     int rc = MTFT_OK;
+    if (mtft__is_split(b)) {
+        /* rows of A: a folds into [nb*M, K] (or is 2-D), row-major */
+        int64_t lda = p.fold ? p.lda_fold : p.lda;
+        if (!(p.fold || (p.nbd == 0 && !ta && !p.fa))) {
+            char sa[64];
+            mtft__op_fail(g, MTFT_EUNSUPPORTED, "matmul: b '%s' is split by rows, which needs a shared 2-D b and "
+                          "an a %s whose rows fold into one row-major matrix", b->name,
+                          mtft__shape_str(a, sa, sizeof sa));
+            return g->status;
+        }
+        rc = mm_grad_b_split(g, b, tb, p.nb * p.M, p.N, p.K, a->data, lda, dC);
+        float *dA0 = mtft__grad(g, a);
+        if (rc == MTFT_OK && dA0) rc = mm_grad_a(0, tbe, p.nb * p.M, p.N, p.K, dC, b->data, p.ldb, dA0);
+        return rc;
+    }
+    float *dA = mtft__grad(g, a), *dB = mtft__grad(g, b);
     if (p.fold) {
         if (dA) rc = mm_grad_a(0, tbe, p.nb * p.M, p.N, p.K, dC, b->data, p.ldb, dA);
         if (rc == MTFT_OK && dB) rc = mm_grad_b(tb, 0, p.nb * p.M, p.N, p.K, a->data, p.lda_fold, dC, dB);
@@ -272,12 +309,25 @@ static int linear_backward(mtft_graph *g, mtft_node *n) {
     lin_plan p;
     if (!lin_plan_make(g, wt ? "linear" : "linear_t", x, w, b, wt, &p)) return mtft_error_last()->code;
     const float *dy = n->out->grad;
-    float *dx = mtft__grad(g, x), *dw = mtft__grad(g, w), *db = mtft__grad(g, b);
+    int split_w = mtft__is_split(w), split_b = mtft__is_split(b);
+    float *dx = mtft__grad(g, x), *dw = split_w ? NULL : mtft__grad(g, w), *db = split_b ? NULL : mtft__grad(g, b);
     int tbe = wt ^ p.fw, rc = MTFT_OK;
     /* A = x [N, in] (M = N, K = in), B = w with logical flag wt, C = y [N, out] */
     if (dx) rc = mm_grad_a(0, tbe, p.N, p.out, p.in, dy, w->data, p.ldw, dx);
     if (rc == MTFT_OK && dw) rc = mm_grad_b(wt, 0, p.N, p.out, p.in, x->data, p.ldx, dy, dw);
     if (rc == MTFT_OK && db) col_sum_acc(db, dy, p.N, p.out);
+    if (rc == MTFT_OK && split_w) rc = mm_grad_b_split(g, w, wt, p.N, p.out, p.in, x->data, p.ldx, dy);
+    for (int k = 0; rc == MTFT_OK && split_b && k < g->n_parts; k++) {
+        int64_t r0, r1;
+        rc = mtft__part_rows(g, b, p.N, k, &r0, &r1);
+        float *dbk = rc == MTFT_OK ? mtft__split_grad(g, b, k) : NULL;
+        if (rc == MTFT_OK && !dbk) rc = g->status;
+        if (rc == MTFT_OK) col_sum_acc(dbk, dy + r0 * p.out, r1 - r0, p.out);
+    }
+    if (rc == MTFT_OK && split_b && g->n_parts == 0) {
+        int64_t r0, r1;
+        rc = mtft__part_rows(g, b, p.N, 0, &r0, &r1); /* raises the missing-partition error */
+    }
     return rc;
 }
 static const mtft_op_def linear_op = {"linear", linear_backward};
