@@ -84,20 +84,25 @@ START_TEST(test_optim_adamw_matches_reference) {
 }
 END_TEST
 
-/* Step 1: m^ = g, v^ = g^2, so p1 = p0 (1 - lr wd) - lr g / (|g| + eps). */
+/* Step 1: m^ = g, v^ = g^2, so p1 = p0 (1 - lr wd) - lr g / (|g| + eps).
+ * 15 elements: the 4-wide path and the scalar tail both run. */
 START_TEST(test_optim_adamw_first_step) {
-    mtft_param_group *pg = make_group("g", 2);
-    mtft_tensor *w = mtft_param_group_find(pg, "w");
-    float p0[12], g0[12];
+    mtft_param_group *pg = NULL;
+    ck_assert_int_eq(mtft_param_group_new(&pg, "odd"), 0);
+    int64_t shp[2] = {3, 5};
+    mtft_tensor *w = mtft_param_group_add(pg, "w", 2, shp);
+    ck_assert_int_eq(mtft_param_group_alloc(pg), 0);
+    mtft_test_fill(mtft_tensor_data(w), 15, 2, -1.0f, 1.0f);
+    mtft_test_fill(mtft_tensor_grad(w), 15, 7, -0.5f, 0.5f);
+    float p0[15], g0[15];
     memcpy(p0, mtft_tensor_data(w), sizeof p0);
-    set_grads(pg, 7);
     memcpy(g0, mtft_tensor_grad(w), sizeof g0);
     mtft_adamw *opt = NULL;
     mtft_adamw_options o = MTFT_ADAMW_OPTIONS_INIT; /* lr 1e-3, wd 0.01 */
     ck_assert_int_eq(mtft_adamw_new(&opt, &o), 0);
     ck_assert_int_eq(mtft_adamw_add_group(opt, pg, NULL), 0);
     ck_assert_int_eq(mtft_adamw_step(opt), 0);
-    for (int i = 0; i < 12; i++) {
+    for (int i = 0; i < 15; i++) {
         double want = p0[i] * (1.0 - 1e-3 * 0.01) - 1e-3 * g0[i] / (fabs(g0[i]) + 1e-8);
         ck_assert_float_eq_tol(mtft_tensor_data(w)[i], (float)want, 1e-6f);
     }
