@@ -649,6 +649,51 @@ START_TEST(test_tok_load_errors) {
 }
 END_TEST
 
+/* Corrupted files (truncated, bytes changed) load or fail cleanly, and a
+ * failure names the file. */
+START_TEST(test_tok_load_fuzz) {
+    char *v = small_vocab("");
+    const char *m = "#version: 0.2\na b\nab c\n\xc4\xa0 a\n";
+    size_t vl = strlen(v), ml = strlen(m);
+    char *vb = malloc(vl + 1), *mb = malloc(ml + 1), vp[1024], mp[1024];
+    mtft_rng r;
+    mtft_rng_seed(&r, 99);
+    int ok = 0, failed = 0;
+    for (int trial = 0; trial < 400; trial++) {
+        memcpy(vb, v, vl + 1);
+        memcpy(mb, m, ml + 1);
+        int which = (int)mtft_rng_below(&r, 2);
+        char *b = which ? mb : vb;
+        size_t bl = which ? ml : vl;
+        if (trial % 2) {
+            b[mtft_rng_below(&r, bl)] = '\0'; /* truncate */
+        } else {
+            for (int k = 0; k < 3; k++) {
+                static const char pick[] = "\"{}:,\\ \n0123456789abu\xc4\xa0";
+                b[mtft_rng_below(&r, bl)] = pick[mtft_rng_below(&r, sizeof pick - 1)];
+            }
+        }
+        mtft_tokenizer *tok = NULL;
+        int rc = load_hf_text(vb, mb, &tok, vp, mp);
+        if (rc == MTFT_OK) {
+            ok++;
+            assert_roundtrip(tok, "abc ab a\xff", 9, "fuzzed vocabulary");
+            mtft_tokenizer_free(tok);
+        } else {
+            failed++;
+            ck_assert_ptr_null(tok);
+            ck_assert_msg(strstr(mtft_error_last()->message, which ? "merges.txt" : "vocab.json") != NULL,
+                          "error does not name the file: %s", mtft_error_last()->message);
+        }
+    }
+    ck_assert_int_gt(ok, 0);
+    ck_assert_int_gt(failed, 100);
+    free(vb);
+    free(mb);
+    free(v);
+}
+END_TEST
+
 /* ---- training ------------------------------------------------------------------- */
 
 /* Brute-force trainer: recount every pair for every merge. Returns the raw
@@ -904,6 +949,7 @@ static Suite *tokenizer_suite(void) {
     tcase_add_test(tc, test_tok_special_tokens);
     tcase_add_test(tc, test_tok_load_tokenizer_json);
     tcase_add_test(tc, test_tok_load_errors);
+    tcase_add_test(tc, test_tok_load_fuzz);
     tcase_add_test(tc, test_tok_train_matches_brute_force);
     tcase_add_test(tc, test_tok_train_save_load);
     suite_add_tcase(s, tc);

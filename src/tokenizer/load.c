@@ -415,6 +415,10 @@ static int load_json_model(mtft_tokenizer *t, const char *path, const cJSON *roo
             return mtft__err(MTFT_EUNSUPPORTED, "%s: model.%s '%s' is not supported (byte-level BPE only)", path,
                              unsupported[k], v->valuestring);
     }
+    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(model, "ignore_merges")))
+        mtft__log(MTFT_LOG_WARN, "%s: model.ignore_merges is not supported; words are always merged by rank", path);
+    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(model, "byte_fallback")))
+        mtft__log(MTFT_LOG_WARN, "%s: model.byte_fallback is ignored (the vocabulary is byte-level)", path);
     const cJSON *pre = cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer");
     if (cJSON_IsObject(pre)) {
         const cJSON *pt = cJSON_GetObjectItemCaseSensitive(pre, "type");
