@@ -188,7 +188,10 @@ MTFT_API mtft_tensor *mtft_tanh(mtft_graph *g, mtft_tensor *x);
 /* silu(gate) * up, same shapes. */
 MTFT_API mtft_tensor *mtft_swiglu(mtft_graph *g, mtft_tensor *gate, mtft_tensor *up);
 
-/* Over the last dim. */
+/* Over the last dim, numerically stable (row max subtracted, sums in
+ * double): finite for logits of any finite magnitude. A strided input is
+ * copied first (as by mtft_contiguous). The same holds for dropout, sum,
+ * mean, pool and the losses below. */
 MTFT_API mtft_tensor *mtft_softmax(mtft_graph *g, mtft_tensor *x);
 MTFT_API mtft_tensor *mtft_log_softmax(mtft_graph *g, mtft_tensor *x);
 
@@ -198,21 +201,31 @@ MTFT_API mtft_tensor *mtft_log_softmax(mtft_graph *g, mtft_tensor *x);
  * s >= valid_len[b] are padding and masked out (right padding). scale <= 0
  * means 1/sqrt(D). Output [B, H, T, D]. Works one (b, h, query block) at a
  * time: no T x T matrix per head is kept for the whole batch; backward
- * recomputes the probabilities from the saved log-sum-exp. */
+ * recomputes the probabilities from the saved log-sum-exp.
+ * Query head h uses kv head h / (H / Hkv) (PyTorch repeat_interleave order).
+ * Query positions t >= valid_len[b] are padding too: their output rows are
+ * zeros (never NaN, also for valid_len[b] == 0) and they get no gradient.
+ * valid_len[b] must be in 0..T (MTFT_ERANGE otherwise). q, k, v may be
+ * strided views (e.g. a transpose of [B, T, H, D]) whose last dim is
+ * contiguous; they are read in place. Deterministic: the same bits for any
+ * thread count. */
 MTFT_API mtft_tensor *mtft_attention(mtft_graph *g, mtft_tensor *q, mtft_tensor *k, mtft_tensor *v, int causal,
                                      const int32_t *valid_len, float scale);
 
 /* Dropout with probability p, scaled by 1/(1-p); the identity when the graph
  * is not training or p == 0. The mask is a pure function of (graph seed, a
- * per-graph call counter, element index): same seed, same bits, any threads. */
+ * per-graph call counter, element index): same seed, same bits, any threads.
+ * The counter restarts at mtft_graph_reset, so a repeated step draws the
+ * same masks. p outside [0, 1) is MTFT_ERANGE. */
 MTFT_API mtft_tensor *mtft_dropout(mtft_graph *g, mtft_tensor *x, float p);
 
-/* Reductions to a scalar (shape [1]). */
+/* Reductions to a scalar (shape [1]), accumulated in double in a fixed order
+ * (the same bits for any thread count). */
 MTFT_API mtft_tensor *mtft_sum(mtft_graph *g, mtft_tensor *x);
 MTFT_API mtft_tensor *mtft_mean(mtft_graph *g, mtft_tensor *x);
 
 /* Pooling of x [B, T, C] to [B, C] with per-row valid lengths (B ints, right
- * padding; NULL means all T valid). */
+ * padding; NULL means all T valid). valid_len[b] must be in 1..T. */
 typedef enum mtft_pool_mode {
     MTFT_POOL_MEAN = 0,  /* mean over the first valid_len[b] tokens */
     MTFT_POOL_LAST = 1,  /* token valid_len[b]-1 */
@@ -223,19 +236,27 @@ MTFT_API mtft_tensor *mtft_pool(mtft_graph *g, mtft_tensor *x, const int32_t *va
 /* Losses, each a scalar mean (shape [1]).
  * cross-entropy: logits [N, V] (any leading dims flatten to N), targets N
  * int32; rows whose target == ignore_index are excluded from the mean
- * (mean over the rest; 0 if none). label_smoothing in [0, 1). */
+ * (mean over the rest; 0 if none). label_smoothing in [0, 1), as PyTorch:
+ * loss = (1-ls) * nll + ls * mean_j(-log p_j). A target outside [0, V) that
+ * is not ignore_index is MTFT_ERANGE, naming the row and the value. */
 MTFT_API mtft_tensor *mtft_cross_entropy(mtft_graph *g, mtft_tensor *logits, const int32_t *targets,
                                          int32_t ignore_index, float label_smoothing);
-/* Mean squared error and Huber (delta) against targets (numel floats). */
+/* Mean squared error and Huber (delta > 0) against targets (numel floats).
+ * Huber as PyTorch's HuberLoss: 0.5 d^2 if |d| < delta, else
+ * delta (|d| - delta/2). Targets (and the bce mask) are copied. */
 MTFT_API mtft_tensor *mtft_mse(mtft_graph *g, mtft_tensor *pred, const float *targets);
 MTFT_API mtft_tensor *mtft_huber(mtft_graph *g, mtft_tensor *pred, const float *targets, float delta);
 /* Binary cross-entropy with logits, mean over elements; mask (numel floats,
- * 0/1) or NULL selects which elements count. */
+ * 0/1) or NULL selects which elements count (mean over the selected ones, 0
+ * if none). Stable form max(x,0) - x y + log1p(exp(-|x|)). */
 MTFT_API mtft_tensor *mtft_bce_logits(mtft_graph *g, mtft_tensor *logits, const float *targets,
                                       const float *mask);
 
 /* Shape ops. reshape, slice and transpose return views that share data with
- * their input (no copy); each has its own gradient buffer. */
+ * their input (no copy); each has its own gradient buffer, which backward
+ * adds into the input's gradient through the view's strides. reshape needs a
+ * contiguous input (MTFT_EINVAL otherwise: call mtft_contiguous). Negative
+ * dims count from the end. */
 MTFT_API mtft_tensor *mtft_reshape(mtft_graph *g, mtft_tensor *x, int ndim, const int64_t *shape); /* -1 infers one dim */
 /* Elements [start, start+len) of dim `dim`. */
 MTFT_API mtft_tensor *mtft_slice(mtft_graph *g, mtft_tensor *x, int dim, int64_t start, int64_t len);
@@ -243,7 +264,8 @@ MTFT_API mtft_tensor *mtft_slice(mtft_graph *g, mtft_tensor *x, int dim, int64_t
 MTFT_API mtft_tensor *mtft_transpose(mtft_graph *g, mtft_tensor *x, int dim0, int dim1);
 /* A contiguous copy (returns x itself when already contiguous). */
 MTFT_API mtft_tensor *mtft_contiguous(mtft_graph *g, mtft_tensor *x);
-/* Concatenate n tensors along dim; other dims equal. */
+/* Concatenate n >= 1 tensors (any number, strided ones too) along dim; other
+ * dims equal. The result is a new contiguous tensor. */
 MTFT_API mtft_tensor *mtft_concat(mtft_graph *g, mtft_tensor *const *xs, int n, int dim);
 
 #ifdef __cplusplus
