@@ -595,7 +595,11 @@ START_TEST(test_nash_mtl) {
     for (int k = 0; k < K; k++)
         ck_assert_msg(fabs(dotf(o, v[k], P) * ww[k] - 1.0) < 1e-4, "task %d: alpha <out,g> = %g", k,
                       dotf(o, v[k], P) * ww[k]);
-    /* warm start from the previous alpha lands on the same point */
+    /* warm start: from the solution one Newton step suffices; from scratch it does not */
+    double warm[K], cold[K] = {0, 0, 0};
+    for (int k = 0; k < K; k++) warm[k] = al[k];
+    ck_assert_int_eq(mtft__nash_solve(K, M, warm, 1, &res), MTFT_OK);
+    ck_assert_int_eq(mtft__nash_solve(K, M, cold, 1, &res), MTFT_ENUMERIC);
     float o2[P], ww2[K];
     ck_assert_int_eq(mtft__nash_mtl(K, P, h, pv, 3, o2, ww2), MTFT_OK);
     mtft_assert_close(ww2, ww, K, 1e-5f, 0, "nash warm start");

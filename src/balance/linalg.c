@@ -596,17 +596,19 @@ int mtft__nash_solve(int K, const double *M, double *alpha, int max_iter, double
                              i, i, i, M[i * K + i]);
     if (max_iter <= 0) max_iter = 100;
     size_t kk = (size_t)K * (size_t)K;
-    double *buf = alloc_d(2 * kk + 4 * (size_t)K, "nash_solve");
+    double *buf = alloc_d(2 * kk + 5 * (size_t)K, "nash_solve");
     if (!buf) return MTFT_ENOMEM;
-    double *Mn = buf, *H = Mn + kk, *a = H + kk, *g = a + K, *d = g + K, *Ma = d + K;
-    double s = 0.0;
-    for (int i = 0; i < K; i++) s += M[i * K + i];
-    s /= K;
-    for (size_t i = 0; i < kk; i++) Mn[i] = M[i] / s;
+    double *Mn = buf, *H = Mn + kk, *a = H + kk, *g = a + K, *d = g + K, *Ma = d + K, *dsc = Ma + K;
+    /* Diagonal scaling: with d_i = sqrt(M_ii), Mn = D^-1 M D^-1 (unit diagonal)
+     * and b = D a, a_i (M a)_i = b_i (Mn b)_i, so b solves the same problem
+     * for Mn, whatever the spread of the gradient norms. */
+    for (int i = 0; i < K; i++) dsc[i] = sqrt(M[i * K + i]);
+    for (int i = 0; i < K; i++)
+        for (int j = 0; j < K; j++) Mn[i * K + j] = M[i * K + j] / (dsc[i] * dsc[j]);
     for (int i = 0; i < K; i++) Mn[i * K + i] += 1e-10;
     int fresh = 0;
     for (int i = 0; i < K; i++) fresh |= !(alpha[i] > 0.0) || !isfinite(alpha[i]);
-    for (int i = 0; i < K; i++) a[i] = fresh ? 1.0 / sqrt(Mn[i * K + i]) : alpha[i] * sqrt(s);
+    for (int i = 0; i < K; i++) a[i] = fresh ? 1.0 : alpha[i] * dsc[i];
     for (int it = 0; it < max_iter; it++) {
         for (int i = 0; i < K; i++) {
             double t = 0.0;
@@ -629,7 +631,7 @@ int mtft__nash_solve(int K, const double *M, double *alpha, int max_iter, double
         for (int i = 0; i < K; i++) a[i] -= t * d[i];
     }
     double res = 0.0;
-    for (int i = 0; i < K; i++) alpha[i] = a[i] / sqrt(s);
+    for (int i = 0; i < K; i++) alpha[i] = a[i] / dsc[i];
     for (int i = 0; i < K; i++) {
         double t = 0.0;
         for (int j = 0; j < K; j++) t += M[i * K + j] * alpha[j];

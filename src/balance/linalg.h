@@ -75,9 +75,11 @@ int mtft__cagrad_solve(int K, const double *G, double c, double *w, int max_iter
  * method with the Hessian M + diag(1/a^2) (Cholesky), damped as for
  * self-concordant functions (step 1/(1 + lambda) while the Newton decrement
  * lambda > 1/4, which keeps a > 0), plus a fraction-to-boundary safeguard.
- * M is first scaled by s = mean diagonal (alpha scales by 1/sqrt(s)) and a
- * ridge of 1e-10 s is added so that a minimiser always exists (without it,
- * gradients with a zero non-negative combination, e.g. g2 = -g1, have none).
+ * M is first scaled to unit diagonal, Mn = D^-1 M D^-1 with D = diag(|g_i|)
+ * (then b = D alpha solves Mn b = 1/b: the problem is invariant under this
+ * scaling, so disparate gradient norms cost nothing), and a ridge of 1e-10 is
+ * added to Mn so that a minimiser always exists (without it, gradients with a
+ * zero non-negative combination, e.g. g2 = -g1, have none).
  * Rows with a zero diagonal (zero gradients) cannot satisfy the equation; the
  * caller removes them.
  *
