@@ -407,7 +407,9 @@ START_TEST(test_tok_special_tokens) {
     for (size_t k = 0; k < n; k++) ck_assert_int_ne(plain[k], 50256);
     free(plain);
 
+    ck_assert_int_eq(mtft_tokenizer_parse_special(tok), 0);
     mtft_tokenizer_set_parse_special(tok, 1);
+    ck_assert_int_eq(mtft_tokenizer_parse_special(tok), 1);
     int32_t *ids = encode(tok, s, strlen(s), &n);
     int32_t *a = encode(tok, "Hi", 2, &na);
     int32_t *b = encode(tok, "there", 5, &nb);

@@ -67,6 +67,8 @@ MTFT_API int mtft_tokenizer_add_special(mtft_tokenizer *tok, const char *text, i
 /* on != 0: special tokens in the text are recognised (longest match first).
  * Default 0: the text is encoded as ordinary bytes. */
 MTFT_API void mtft_tokenizer_set_parse_special(mtft_tokenizer *tok, int on);
+/* 1 when special parsing is on (encodings depend on it; e.g. for cache keys). */
+MTFT_API int mtft_tokenizer_parse_special(const mtft_tokenizer *tok);
 
 /* Encode len bytes of text (any bytes). Writes up to cap ids (ids may be NULL
  * when cap is 0) and sets *n_out to the number of ids the whole text needs.

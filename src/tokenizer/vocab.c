@@ -343,6 +343,8 @@ MTFT_API void mtft_tokenizer_set_parse_special(mtft_tokenizer *tok, int on) {
     if (tok) tok->parse_special = on != 0;
 }
 
+MTFT_API int mtft_tokenizer_parse_special(const mtft_tokenizer *tok) { return tok ? tok->parse_special : 0; }
+
 MTFT_API int mtft_tokenizer_add_special(mtft_tokenizer *tok, const char *text, int32_t *id) {
     MTFT_CHECK_ARG(tok != NULL);
     MTFT_CHECK_ARG(text != NULL);
