@@ -16,6 +16,7 @@
 
 #include "core/core.h"
 #include "mtft_test.h"
+#include "tensor/blas.h"
 #include "tensor/tensor_impl.h"
 
 /* ---- helpers ----------------------------------------------------------- */
@@ -80,6 +81,41 @@ static void ref_matmul(const float *a, const float *b, float *c, int64_t nb, int
             }
     }
 }
+
+/* ---- the sgemm wrapper ----------------------------------------------------- */
+
+/* Every trans form with padded leading dims and alpha/beta against naive
+ * loops; K = 0 scales C by beta; sizes past BLAS's int fail with ERANGE. */
+START_TEST(test_ops_a_sgemm_wrapper) {
+    const int64_t M = 3, N = 4, K = 5, pad = 2;
+    float A[64], B[64], C[64], R[64];
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++) {
+            int64_t lda = (ta ? M : K) + pad, ldb = (tb ? K : N) + pad, ldc = N + pad;
+            mtft_test_fill(A, 64, 1500, -1, 1);
+            mtft_test_fill(B, 64, 1501, -1, 1);
+            mtft_test_fill(C, 64, 1502, -1, 1);
+            memcpy(R, C, sizeof R);
+            for (int64_t i = 0; i < M; i++)
+                for (int64_t j = 0; j < N; j++) {
+                    double s = 0;
+                    for (int64_t k = 0; k < K; k++)
+                        s += (double)(ta ? A[k * lda + i] : A[i * lda + k]) * (tb ? B[j * ldb + k] : B[k * ldb + j]);
+                    R[i * ldc + j] = (float)(0.5 * s + 2.0 * C[i * ldc + j]);
+                }
+            ck_assert_int_eq(mtft__sgemm(ta, tb, M, N, K, 0.5f, A, lda, B, ldb, 2.0f, C, ldc), MTFT_OK);
+            /* padding columns untouched, the rest matches */
+            mtft_assert_close(C, R, M * ldc, 1e-5f, 1e-5f, "sgemm wrapper");
+        }
+    mtft_test_fill(C, 64, 1503, -1, 1);
+    memcpy(R, C, sizeof R);
+    ck_assert_int_eq(mtft__sgemm(0, 0, 2, 3, 0, 1.0f, A, 1, B, 3, 0.5f, C, 3), MTFT_OK);
+    for (int i = 0; i < 6; i++) ck_assert_float_eq(C[i], 0.5f * R[i]);
+    ck_assert_float_eq(C[6], R[6]);
+    ck_assert_int_eq(mtft__sgemm(0, 0, (int64_t)1 << 31, 1, 1, 1.0f, A, 1, B, 1, 0.0f, C, 1), MTFT_ERANGE);
+    assert_msg_has("exceed");
+}
+END_TEST
 
 /* ---- matmul ------------------------------------------------------------- */
 
@@ -1127,6 +1163,7 @@ static Suite *mtft_test_ops_a_suite(void) {
     Suite *s = suite_create("ops_a");
     TCase *fwd = tcase_create("grad");
     tcase_set_timeout(fwd, 120);
+    tcase_add_test(fwd, test_ops_a_sgemm_wrapper);
     tcase_add_test(fwd, test_ops_a_matmul_2d);
     tcase_add_test(fwd, test_ops_a_matmul_batched);
     tcase_add_test(fwd, test_ops_a_matmul_shared_b);

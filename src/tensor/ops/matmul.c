@@ -91,6 +91,12 @@ static int mm_grad_b(int tb, int tae, int64_t M, int64_t N, int64_t K, const flo
     return mtft__sgemm(1, tae, N, K, M, 1.0f, dC, N, A, lda, 1.0f, dB, K);
 }
 
+/* The sgemm wrapper already set the message: record the status only. */
+static mtft_tensor *gemm_failed(mtft_graph *g, int rc) {
+    if (g->status == MTFT_OK) g->status = rc;
+    return NULL;
+}
+
 /* ---- matmul ------------------------------------------------------------- */
 
 typedef struct mm_plan {
@@ -230,7 +236,7 @@ mtft_tensor *mtft_matmul(mtft_graph *g, mtft_tensor *a, mtft_tensor *b, int tran
             rc = mtft__sgemm(tae, tbe, p.M, p.N, p.K, 1.0f, A, p.lda, B, p.ldb, 0.0f, y->data + bi * p.M * p.N, p.N);
         }
     }
-    if (rc < 0) return mtft__op_fail(g, rc, "%s", mtft_error_last()->message);
+    if (rc < 0) return gemm_failed(g, rc);
     mtft_node *n = mtft__record(g, &matmul_op, y, 2, a, b);
     if (n) {
         n->i[0] = ta;
@@ -353,7 +359,7 @@ static mtft_tensor *linear_impl(mtft_graph *g, mtft_tensor *x, mtft_tensor *w, m
         beta = 1.0f;
     }
     int rc = mtft__sgemm(0, wt ^ p.fw, p.N, p.out, p.in, 1.0f, x->data, p.ldx, w->data, p.ldw, beta, y->data, p.out);
-    if (rc < 0) return mtft__op_fail(g, rc, "%s", mtft_error_last()->message);
+    if (rc < 0) return gemm_failed(g, rc);
     mtft_node *n = mtft__record(g, op, y, 3, x, w, b);
     if (n) n->i[0] = wt;
     return y;
