@@ -64,7 +64,7 @@ static int run_method(int m, int K, int64_t P, const float *const *g, float *out
         return mtft__nash_mtl(K, P, g, a, 0, out, w_out);
     }
     default: {
-        float losses[16], init[16], w[16];
+        float losses[16] = {0}, init[16] = {0}, w[16] = {0};
         for (int k = 0; k < K; k++) {
             losses[k] = 1.0f + 0.25f * k;
             init[k] = 2.0f;

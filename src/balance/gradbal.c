@@ -223,7 +223,7 @@ int mtft__pcgrad(int K, int64_t P, const float *const *g, mtft_rng *rng, float *
     if (rc) return rc;
     double *G = NULL;
     if ((rc = gram_checked("pcgrad", K, P, g, &G, 0))) return rc;
-    double C[GB_MAX_K], w[GB_MAX_K];
+    double C[GB_MAX_K], w[GB_MAX_K] = {0};
     int order[GB_MAX_K];
     for (int k = 0; k < K; k++) w[k] = 0.0;
     for (int i = 0; i < K; i++) {
@@ -288,7 +288,7 @@ int mtft__cagrad(int K, int64_t P, const float *const *g, float c, int rescale, 
      * the second term has no direction and d = g0 */
     double lambda = gwn2 > 1e-24 * s ? sc / sqrt(gwn2) : 0.0;
     double scale = rescale == 1 ? 1.0 / (1.0 + (double)c * c) : rescale == 2 ? 1.0 / (1.0 + (double)c) : 1.0;
-    double coef[GB_MAX_K];
+    double coef[GB_MAX_K] = {0};
     for (int k = 0; k < K; k++) coef[k] = (1.0 / K + lambda * w[k]) * scale;
     finish(K, P, g, coef, out, w_out);
     return MTFT_OK;
@@ -301,7 +301,7 @@ int mtft__imtl_g(int K, int64_t P, const float *const *g, float *out, float *w_o
     if (rc) return rc;
     double *G = NULL;
     if ((rc = gram_checked("imtl_g", K, P, g, &G, 0))) return rc;
-    double w[GB_MAX_K], nrm[GB_MAX_K];
+    double w[GB_MAX_K] = {0}, nrm[GB_MAX_K];
     int act[GB_MAX_K], na = 0;
     double dmax = 0.0;
     for (int k = 0; k < K; k++) dmax = fmax(dmax, G[k * K + k]);
@@ -432,7 +432,7 @@ int mtft__aligned_mtl(int K, int64_t P, const float *const *g, const float *pre,
         mtft__free(G);
         return mtft__err(MTFT_ENOMEM, "aligned_mtl: out of memory");
     }
-    double ev[GB_MAX_K], w[GB_MAX_K], u[GB_MAX_K];
+    double ev[GB_MAX_K], w[GB_MAX_K] = {0}, u[GB_MAX_K];
     rc = mtft__sym_eig(K, G, ev, V, 0);
     mtft__free(G);
     if (rc) {
@@ -478,8 +478,7 @@ int mtft__nash_mtl(int K, int64_t P, const float *const *g, float *alpha_prev, i
     for (int k = 0; k < K; k++) dmax = fmax(dmax, G[k * K + k]);
     for (int k = 0; k < K; k++)
         if (G[k * K + k] > 1e-30 * dmax && G[k * K + k] > 0.0) act[na++] = k;
-    double w[GB_MAX_K];
-    for (int k = 0; k < K; k++) w[k] = 0.0;
+    double w[GB_MAX_K] = {0};
     if (na > 0) {
         double *M = mtft__malloc((size_t)na * na * sizeof(double));
         if (!M) {
@@ -531,7 +530,7 @@ int mtft__gradnorm(int K, int64_t P, const float *const *g, const float *losses,
     }
     double *G = NULL;
     if ((rc = gram_checked("gradnorm", K, P, g, &G, 1))) return rc;
-    double n[GB_MAX_K], wd[GB_MAX_K], gnorm[GB_MAX_K], ratio[GB_MAX_K];
+    double n[GB_MAX_K], wd[GB_MAX_K] = {0}, gnorm[GB_MAX_K], ratio[GB_MAX_K];
     for (int k = 0; k < K; k++) {
         n[k] = sqrt(G[k * K + k]);
         wd[k] = w[k];
