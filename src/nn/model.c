@@ -104,9 +104,25 @@ static int declare(mtft_model *m) {
     return ok ? MTFT_OK : (mtft_error_last()->code ? mtft_error_last()->code : MTFT_ENOMEM);
 }
 
-static void fill_normal(mtft_tensor *t, mtft_rng *r, double std) {
-    int64_t n = mtft__numel(t);
-    for (int64_t i = 0; i < n; i++) t->data[i] = (float)(std * mtft_rng_normal(r));
+/* normal(0, std) in chunks of 64K elements, each from its own stream seeded
+ * by (seed, tensor index, chunk): parallel, yet the same bits for any thread
+ * count. Box-Muller, both values of each pair used. */
+#define INIT_CHUNK 65536
+static void fill_normal(mtft_tensor *t, uint64_t seed, int index, double std) {
+    int64_t n = mtft__numel(t), nch = (n + INIT_CHUNK - 1) / INIT_CHUNK;
+    float *d = t->data;
+#pragma omp parallel for if (nch > 1)
+    for (int64_t c = 0; c < nch; c++) {
+        mtft_rng r;
+        mtft_rng_seed(&r, seed ^ (0x9E3779B97F4A7C15ull * (((uint64_t)index << 32) + (uint64_t)c + 1)));
+        int64_t i1 = (c + 1) * INIT_CHUNK < n ? (c + 1) * INIT_CHUNK : n;
+        for (int64_t i = c * INIT_CHUNK; i < i1; i += 2) {
+            double u1 = 1.0 - mtft_rng_uniform_f64(&r), u2 = mtft_rng_uniform_f64(&r); /* u1 in (0, 1] */
+            double rad = std * sqrt(-2.0 * log(u1)), th = 6.283185307179586 * u2;
+            d[i] = (float)(rad * cos(th));
+            if (i + 1 < i1) d[i + 1] = (float)(rad * sin(th));
+        }
+    }
 }
 static void fill_const(mtft_tensor *t, float v) {
     if (!t) return;
@@ -114,11 +130,9 @@ static void fill_const(mtft_tensor *t, float v) {
     for (int64_t i = 0; i < n; i++) t->data[i] = v;
 }
 
-/* HF init: every matrix normal(0, 0.02) in declaration order; GPT-2's
- * c_proj weights normal(0, 0.02/sqrt(2 L)); norm weights 1, biases 0. */
+/* HF init: every matrix normal(0, 0.02); GPT-2's c_proj weights
+ * normal(0, 0.02/sqrt(2 L)); norm weights 1, biases 0. */
 static void init_weights(mtft_model *m, uint64_t seed) {
-    mtft_rng r;
-    mtft_rng_seed(&r, seed);
     double std = 0.02, proj_std = 0.02 / sqrt(2.0 * m->cfg.n_layer);
     int n = mtft_param_group_count(m->base);
     for (int i = 0; i < n; i++) {
@@ -129,9 +143,9 @@ static void init_weights(mtft_model *m, uint64_t seed) {
             int is_bias = len >= 5 && strcmp(nm + len - 5, ".bias") == 0;
             fill_const(t, is_bias ? 0.0f : 1.0f);
         } else if (m->cfg.arch == MTFT_ARCH_GPT2 && strstr(nm, "c_proj.weight")) {
-            fill_normal(t, &r, proj_std);
+            fill_normal(t, seed, i, proj_std);
         } else {
-            fill_normal(t, &r, std);
+            fill_normal(t, seed, i, std);
         }
     }
 }
