@@ -624,6 +624,13 @@ START_TEST(test_ops_a_activations) {
             ck_assert_msg(fabs(v - acts[k].ref(ext[i])) <= 1e-5 * (1 + fabs(acts[k].ref(ext[i]))),
                           "%s(%g) = %g, expected %g", acts[k].name, (double)ext[i], (double)v, acts[k].ref(ext[i]));
         }
+        /* NaN propagates (as in PyTorch) */
+        const float nanv[2] = {NAN, 1.0f};
+        const int64_t s2[1] = {2};
+        mtft_tensor *yn = acts[k].fn(g, mtft_from_data(g, 1, s2, nanv));
+        ck_assert_ptr_nonnull(yn);
+        ck_assert_msg(isnan(mtft_tensor_data(yn)[0]), "%s(NaN) = %g", acts[k].name, (double)mtft_tensor_data(yn)[0]);
+        ck_assert(isfinite(mtft_tensor_data(yn)[1]));
         mtft_graph_free(g);
         /* smooth except relu (inputs kept 0.1 away from the kink > eps).
          * Only y_i moves when x_i does, so the numeric error is float

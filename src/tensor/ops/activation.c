@@ -29,10 +29,10 @@ enum { ACT_GELU_TANH, ACT_GELU_ERF, ACT_SILU, ACT_SIGMOID, ACT_RELU, ACT_TANH };
  * rounding trick), e^r by the Cephes degree-6 polynomial (relative error
  * about 2e-7), 2^n built in the exponent bits. x is clamped to [-87, 88]:
  * below, the result (~1.6e-38) stands in for anything smaller; above, for
- * +inf, which keeps the sigmoid forms below finite. */
-static inline float exp_approx(float x) {
-    x = x < -87.0f ? -87.0f : x;
-    x = x > 88.0f ? 88.0f : x;
+ * +inf, which keeps the sigmoid forms below finite. NaN propagates. */
+static inline float exp_approx(float x0) {
+    float x = x0 > -87.0f ? x0 : -87.0f; /* NaN -> -87: the int conversion below stays defined */
+    x = x < 88.0f ? x : 88.0f;
     float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
     float r = x - n * 0.693359375f;
     r = r - n * -2.12194440e-4f;
@@ -47,8 +47,9 @@ static inline float exp_approx(float x) {
         int32_t i;
         float f;
     } e;
-    e.i = ((int32_t)n + 127) * (1 << 23);
-    return p * e.f;
+    e.i = ((int32_t)n + 127) * (1 << 23); /* n in [-126, 127] */
+    float y = p * e.f;
+    return x0 == x0 ? y : x0; /* NaN in, NaN out */
 }
 
 /* 1 / (1 + e^-x): relative error ~3e-7 for all x (no cancellation). */
@@ -93,7 +94,7 @@ MTFT_CLONES static void act_forward(int kind, float *y, const float *x, int64_t 
         break;
     case ACT_RELU:
 #pragma omp parallel for if (N > 32768)
-        for (int64_t i = 0; i < N; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+        for (int64_t i = 0; i < N; i++) y[i] = x[i] < 0.0f ? 0.0f : x[i]; /* NaN stays NaN */
         break;
     default:
 #pragma omp parallel for if (N > ACT_PAR)
