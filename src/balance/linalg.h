@@ -50,8 +50,9 @@ double mtft__min_norm_2(double v1v1, double v1v2, double v2v2, double *cost);
 
 /* Sener & Koltun's Frank-Wolfe MinNormSolver on a Gram matrix: start from the
  * best pair, then move towards the vertex of smallest <x, g_t> with the exact
- * two-point line search, until the weights change by less than tol in L1 or
- * max_iter steps. Converges at O(1/t); kept as the reference method
+ * two-point line search, until the weights change by less than tol (<= 0:
+ * 1e-5, the authors' STOP_CRIT) in L1 or max_iter (<= 0: 250, their MAX_ITER)
+ * steps. Converges at O(1/t); kept as the reference method
  * (mtft__min_norm_simplex is exact and is what the balancers use). */
 int mtft__min_norm_fw(int K, const double *G, double *w, int max_iter, double tol);
 
@@ -63,7 +64,10 @@ int mtft__min_norm_fw(int K, const double *G, double *w, int max_iter, double to
  * backtracking and restarts) on the smoothed F (sqrt(q + 1e-20 s), s the mean
  * diagonal), stopped when the Frank-Wolfe duality gap, an upper bound on
  * F(w) - min F, is below tol (<= 0: 1e-12) times s, or after max_iter (<= 0:
- * 20000) steps. w: K doubles out. */
+ * 20000) steps. w: K doubles out. Measured on random K = 3..16 problems: the
+ * gap target is met within the default steps unless gradient norms differ by
+ * about 1e3 or more (Gram entries by 1e6), where F(w) - min F stayed below
+ * 2e-7 s (0.015 s per solve). */
 int mtft__cagrad_solve(int K, const double *G, double c, double *w, int max_iter, double tol);
 
 /* Nash-MTL's bargaining solution: alpha > 0 with (M alpha)_i = 1/alpha_i for
