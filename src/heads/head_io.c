@@ -1,7 +1,8 @@
 /* Saving and loading a head: dir/head.safetensors holds the parameters
- * (HF-style names, see mtft/head.h) and, for regression heads, the target
- * statistics "target_mean" / "target_std" [L]; dir/head_config.json holds
- * the options:
+ * (HF-style names, see mtft/head.h); dir/head_config.json holds the options
+ * and, for regression heads, the target statistics "target_mean" and
+ * "target_std" (arrays of L numbers; a float survives the trip through a
+ * JSON double exactly):
  *   {"format": "mtft-head", "format_version": 1, "name": "sst2",
  *    "kind": "classification", "n_embd": 768, "n_labels": 2, "pool": "last",
  *    "hidden_size": 0, "activation": "tanh", "dropout": 0.1,
@@ -72,6 +73,15 @@ static char *config_json(const mtft_head *h) {
     bad |= mtft_json__add(j, "huber_delta", mtft_json__new_number(o->huber_delta));
     bad |= mtft_json__add(j, "standardize", mtft_json__new_bool(o->standardize));
     bad |= mtft_json__add(j, "threshold", mtft_json__new_number(o->threshold));
+    if (o->kind == MTFT_HEAD_REGRESSION) {
+        mtft_json *a = mtft_json__new_array(), *b = mtft_json__new_array();
+        for (int i = 0; a && b && i < o->n_labels; i++) {
+            bad |= mtft_json__append(a, mtft_json__new_number(h->mean[i]));
+            bad |= mtft_json__append(b, mtft_json__new_number(h->std[i]));
+        }
+        bad |= mtft_json__add(j, "target_mean", a);
+        bad |= mtft_json__add(j, "target_std", b);
+    }
     char *s = bad ? NULL : mtft_json__print(j, 1);
     mtft_json__free(j);
     return s;
@@ -81,15 +91,14 @@ int mtft_head_save(const mtft_head *h, const char *dir) {
     MTFT_CHECK_ARG(h && dir);
     char path[4096];
     mtft_head *hh = (mtft_head *)h; /* group accessors take non-const handles; nothing is modified */
-    const int np = mtft_param_group_count(hh->pg);
-    const int n = np + (h->o.kind == MTFT_HEAD_REGRESSION ? 2 : 0);
+    const int n = mtft_param_group_count(hh->pg);
     const char **names = mtft__calloc((size_t)n + 1, sizeof *names);
     const float **data = mtft__calloc((size_t)n + 1, sizeof *data);
     int *ndims = mtft__calloc((size_t)n + 1, sizeof *ndims);
     int64_t *shapes = mtft__calloc((size_t)(n + 1) * 2, sizeof *shapes);
     const int64_t **sp = mtft__calloc((size_t)n + 1, sizeof *sp);
     int rc = names && data && ndims && shapes && sp ? MTFT_OK : mtft__err(MTFT_ENOMEM, "head: out of memory");
-    for (int i = 0; rc == MTFT_OK && i < np; i++) {
+    for (int i = 0; rc == MTFT_OK && i < n; i++) {
         mtft_tensor *t = mtft_param_group_tensor(hh->pg, i);
         int64_t s[MTFT_MAX_DIMS];
         ndims[i] = mtft_tensor_shape(t, s);
@@ -98,24 +107,22 @@ int mtft_head_save(const mtft_head *h, const char *dir) {
         data[i] = mtft_tensor_data(t);
         sp[i] = shapes + 2 * i;
     }
-    if (rc == MTFT_OK && n > np) {
-        names[np] = "target_mean";
-        names[np + 1] = "target_std";
-        data[np] = h->mean;
-        data[np + 1] = h->std;
-        for (int i = np; i < n; i++) {
-            ndims[i] = 1;
-            shapes[2 * i] = h->o.n_labels;
-            sp[i] = shapes + 2 * i;
-        }
-    }
     static const char *const meta[] = {"format", "pt", "mtft", HEAD_FORMAT, NULL};
     if (rc == MTFT_OK) rc = join(path, sizeof path, dir, "head.safetensors");
     if (rc == MTFT_OK) rc = mtft_safetensors_save_raw(path, n, names, data, ndims, sp, meta);
     char *js = NULL;
     if (rc == MTFT_OK) rc = join(path, sizeof path, dir, "head_config.json");
     if (rc == MTFT_OK && !(js = config_json(h))) rc = mtft__err(MTFT_ENOMEM, "head: out of memory");
-    if (rc == MTFT_OK) rc = write_text_atomic(path, js);
+    if (rc == MTFT_OK) {
+        const size_t len = strlen(js);
+        char *t = mtft__realloc(js, len + 2); /* end the file with a newline */
+        if (t) {
+            js = t;
+            js[len] = '\n';
+            js[len + 1] = '\0';
+        }
+        rc = write_text_atomic(path, js);
+    }
     mtft__free(js);
     mtft__free(names);
     mtft__free(data);
@@ -171,6 +178,21 @@ static int get_enum(const cfg_reader *r, const char *key, const char *(*name)(in
         }
     return key_err(r, MTFT_EFORMAT, key, "unknown value ", s);
 }
+/* An array of exactly n numbers into dst. */
+static int get_floats(const cfg_reader *r, const char *key, int n, float *dst) {
+    const mtft_json *v = mtft_json__get(r->root, key);
+    if (!v) return key_err(r, MTFT_EFORMAT, key, "missing", NULL);
+    if (mtft_json__type(v) != MTFT_JSON_ARRAY || mtft_json__size(v) != n)
+        return key_err(r, MTFT_EFORMAT, key, "expected an array of one number per target", NULL);
+    int i = 0;
+    for (const mtft_json *e = mtft_json__first(v); e; e = mtft_json__next(e), i++) {
+        if (mtft_json__type(e) != MTFT_JSON_NUMBER)
+            return key_err(r, MTFT_EFORMAT, key, "expected numbers, got ", mtft_json__type_name(e));
+        dst[i] = (float)mtft_json__number(e);
+    }
+    return MTFT_OK;
+}
+
 static const char *kind_i(int i) { return mtft_head__kind_name((mtft_head_kind)i); }
 static const char *pool_i(int i) { return mtft_head__pool_name((mtft_pool_mode)i); }
 static const char *act_i(int i) { return mtft_head__act_name((mtft_head_activation)i); }
@@ -267,20 +289,20 @@ int mtft_head_load(mtft_head **out, const char *dir) {
         mtft__err_prefix("%s", path);
         goto done;
     }
+    if (o.kind == MTFT_HEAD_REGRESSION) {
+        float *ms = mtft__malloc((size_t)o.n_labels * 2 * sizeof(float));
+        if (!ms) rc = mtft__err(MTFT_ENOMEM, "head: out of memory");
+        if (rc == MTFT_OK) rc = get_floats(&r, "target_mean", o.n_labels, ms);
+        if (rc == MTFT_OK) rc = get_floats(&r, "target_std", o.n_labels, ms + o.n_labels);
+        if (rc == MTFT_OK && (rc = mtft_head_set_target_stats(h, ms, ms + o.n_labels, o.n_labels)) < 0)
+            mtft__err_prefix("%s", path);
+        mtft__free(ms);
+        if (rc < 0) goto done;
+    }
     if ((rc = join(path, sizeof path, dir, "head.safetensors")) < 0) goto done;
     if ((rc = mtft_safetensors_open(&st, path)) < 0) goto done;
-    rc = mtft_safetensors_load_group(st, h->pg, NULL, 1);
-    if (rc >= 0 && o.kind == MTFT_HEAD_REGRESSION) {
-        const int64_t shp[1] = {o.n_labels};
-        float *mean = mtft__malloc((size_t)o.n_labels * 2 * sizeof(float));
-        if (!mean) rc = mtft__err(MTFT_ENOMEM, "head: out of memory");
-        if (rc >= 0) rc = mtft_safetensors_read_f32(st, "target_mean", mean, 1, shp);
-        if (rc >= 0) rc = mtft_safetensors_read_f32(st, "target_std", mean + o.n_labels, 1, shp);
-        if (rc >= 0) rc = mtft_head_set_target_stats(h, mean, mean + o.n_labels, o.n_labels);
-        mtft__free(mean);
-    }
-    if (rc < 0) mtft__err_prefix("%s", path);
-    else rc = MTFT_OK;
+    rc = mtft_safetensors_load_group(st, h->pg, NULL, 1); /* its errors name the file */
+    if (rc > 0) rc = MTFT_OK;
 done:
     mtft_safetensors_close(st);
     mtft_json__free(root);
