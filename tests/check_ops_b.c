@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "mtft_test.h"
+#include "tensor/ops/ops_simd.h"
 
 static mtft_graph *new_graph(uint64_t seed) {
     mtft_graph *g = NULL;
@@ -140,6 +141,42 @@ START_TEST(test_softmax_extreme) {
     mtft_assert_close(mtft_tensor_data(ly), ref, 8, 1e-6f, 1e-3f, "log_softmax(1e4)");
     ck_assert_float_eq_tol(mtft_tensor_data(y)[0], 0.5f, 1e-6f);
     mtft_graph_free(g);
+}
+END_TEST
+
+/* The vectorisable exp and the lane reductions behind softmax and
+ * cross-entropy. */
+START_TEST(test_vexp_accuracy) {
+    double worst = 0.0, worst_x = 0.0;
+    for (int64_t i = 0; i <= 2000000; i++) {
+        const float x = -87.25f + (float)i * (175.5f / 2000000.0f);
+        const double e = exp((double)x), got = mtft__vexpf(x);
+        const double rel = fabs(got - e) / e;
+        if (rel > worst) worst = rel, worst_x = x;
+    }
+    /* relative error below 1.5 * 2^-23 (seen: 0.68 * 2^-23; libm expf 0.5 * 2^-23) */
+    ck_assert_msg(worst < 1.5 * 0x1.0p-23, "vexpf: relative error %.3g at x = %.9g", worst, worst_x);
+    ck_assert_float_eq(mtft__vexpf(0.0f), 1.0f);
+    ck_assert_float_eq(mtft__vexpf(-100.0f), 0.0f);
+    ck_assert_float_eq(mtft__vexpf(-INFINITY), 0.0f);
+    ck_assert(isnan(mtft__vexpf(NAN)));
+    ck_assert(isfinite(mtft__vexpf(1e4f)) && mtft__vexpf(1e4f) > 1e38f);
+    /* lane reductions: every length up to 3 chunks (tails, partial lanes) */
+    enum { NMAX = 3 * MTFT_EXP_CHUNK + 5 };
+    static float x[NMAX], e[NMAX];
+    mtft_test_fill(x, NMAX, 77, -6.0f, 6.0f);
+    for (int64_t n = 1; n <= NMAX; n += (n < 40 ? 1 : 37)) {
+        double m = -INFINITY, se = 0, sx = 0, sxx = 0;
+        for (int64_t j = 0; j < n; j++) m = fmax(m, x[j]);
+        for (int64_t j = 0; j < n; j++) se += exp((double)x[j] - m), sx += x[j], sxx += (double)x[j] * x[j];
+        ck_assert_float_eq(mtft__row_max(x, n), (float)m);
+        const double got = mtft__row_sum_exp(x, n, (float)m, e);
+        ck_assert_msg(fabs(got - se) <= 1e-6 * se, "row_sum_exp n=%lld: %.9g vs %.9g", (long long)n, got, se);
+        ck_assert_double_eq(mtft__row_sum_exp(x, n, (float)m, NULL), got); /* same lanes with or without e */
+        for (int64_t j = 0; j < n; j++) ck_assert_float_eq(e[j], mtft__vexpf(x[j] - (float)m));
+        ck_assert_double_eq_tol(mtft__row_dot(x, NULL, n), sx, 1e-9 * (1 + fabs(sx)) + 1e-9);
+        ck_assert_double_eq_tol(mtft__row_dot(x, x, n), sxx, 1e-9 * sxx);
+    }
 }
 END_TEST
 
@@ -975,6 +1012,7 @@ static Suite *ops_b_suite(void) {
     TCase *fw = tcase_create("forward");
     tcase_add_test(fw, test_softmax_forward);
     tcase_add_test(fw, test_softmax_extreme);
+    tcase_add_test(fw, test_vexp_accuracy);
     tcase_add_test(fw, test_attention_forward);
     tcase_add_test(fw, test_attention_padding_zeros);
     tcase_add_test(fw, test_attention_strided_views);

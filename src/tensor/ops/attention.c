@@ -31,6 +31,7 @@
 #endif
 
 #include "../tensor_impl.h"
+#include "ops_simd.h"
 
 typedef struct attn_saved {
     float *lse;      /* [B, H, T] */
@@ -81,18 +82,9 @@ static inline int64_t n_keys(const attn_dims *a, int64_t t, int64_t L) {
     return a->causal ? (t + 1 < L ? t + 1 : L) : L;
 }
 
-/* Hot per-head kernels are built for several ISAs when the toolchain can pick
- * one at load time (GCC ifunc on x86-64 Linux): the default build targets
- * baseline x86-64 (SSE2), these loops run 2-4x wider with AVX2 / AVX-512.
- * ISO C mode keeps -ffp-contract=off and no loop here reassociates a
- * reduction, so every clone gives the same bits. */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && \
-    !defined(MTFT_NO_CLONES)
-#define MTFT_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define MTFT_CLONES
-#endif
-
+/* Hot per-head kernels are built for several ISAs (MTFT_CLONES, ops_simd.h):
+ * the default build targets baseline x86-64 (SSE2); these loops run wider
+ * with AVX2 / AVX-512 and give the same bits. */
 /* One (b, h): o [T, D], lse [T]. Scratch: kt D*T, s T. */
 MTFT_CLONES
 static void fwd_head(const attn_dims *a, int64_t L, const float *qb, int64_t qst, const float *kb, int64_t kst,

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "../tensor_impl.h"
+#include "ops_simd.h"
 
 static mtft_tensor *scalar(mtft_graph *g, double v) {
     const int64_t one = 1;
@@ -39,6 +40,21 @@ typedef struct ce_saved {
     int64_t n_valid;
 } ce_saved;
 
+/* One row: lse, and the sum of the logits (for label smoothing). */
+MTFT_CLONES
+static void ce_row(const float *xr, int64_t V, double *lse, double *sum_x) {
+    float m = mtft__row_max(xr, V);
+    if (!isfinite(m)) m = 0.0f; /* -inf/+inf/NaN logits: IEEE rules propagate */
+    *lse = (double)m + log(mtft__row_sum_exp(xr, V, m, NULL));
+    *sum_x = mtft__row_dot(xr, NULL, V);
+}
+
+/* One row: dx += scale * (softmax(x) - uni); the target term is added by the caller. */
+MTFT_CLONES
+static void ce_row_backward(float *dxr, const float *xr, int64_t V, float lse, float scale, float uni) {
+    for (int64_t j = 0; j < V; j++) dxr[j] += scale * (mtft__vexpf(xr[j] - lse) - uni);
+}
+
 static int ce_backward(mtft_graph *g, mtft_node *n) {
     mtft_tensor *x = n->in[0];
     float *dx = mtft__grad(g, x);
@@ -52,11 +68,8 @@ static int ce_backward(mtft_graph *g, mtft_node *n) {
     for (int64_t r = 0; r < N; r++) {
         const int32_t t = sv->targets[r];
         if (t == sv->ignore_index) continue;
-        const float *xr = x->data + r * V;
-        float *dxr = dx + r * V;
-        const float lse = sv->lse[r];
-        for (int64_t j = 0; j < V; j++) dxr[j] += scale * (expf(xr[j] - lse) - uni);
-        dxr[t] -= scale * on_t;
+        ce_row_backward(dx + r * V, x->data + r * V, V, sv->lse[r], scale, uni);
+        dx[r * V + t] -= scale * on_t;
     }
     return MTFT_OK;
 }
@@ -93,14 +106,8 @@ mtft_tensor *mtft_cross_entropy(mtft_graph *g, mtft_tensor *logits, const int32_
 #pragma omp parallel for schedule(static) if (N * V > 16384)
     for (int64_t r = 0; r < N; r++) {
         const float *xr = x->data + r * V;
-        float m = -INFINITY;
-        for (int64_t j = 0; j < V; j++) m = xr[j] > m ? xr[j] : m;
-        double s = 0.0, sx_ = 0.0;
-        for (int64_t j = 0; j < V; j++) {
-            s += expf(xr[j] - m);
-            sx_ += xr[j];
-        }
-        const double l = (double)m + log(s);
+        double l, sx_;
+        ce_row(xr, V, &l, &sx_);
         lse[r] = (float)l;
         const int32_t t = tg[r];
         if (t == ignore_index) {

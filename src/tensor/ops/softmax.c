@@ -1,5 +1,6 @@
 /* Softmax and log-softmax over the last dim, numerically stable (the row max
- * is subtracted before exp; sums in double).
+ * is subtracted before exp; sums in double lanes, exp from mtft__vexpf so
+ * the row loops vectorise; see ops_simd.h).
  *   x [..., C] -> y [..., C]; R = rows (numel / C).
  * Backward uses only the saved output y:
  *   softmax:     dx = y * (dy - sum(dy * y))
@@ -8,30 +9,37 @@
 #include <math.h>
 
 #include "../tensor_impl.h"
+#include "ops_simd.h"
 
-/* y[r, :] = softmax or log_softmax of x[r, :] */
+/* One row: y = softmax(x) or log_softmax(x) */
+MTFT_CLONES
+static void softmax_row(float *y, const float *x, int64_t C, int log_mode) {
+    float m = mtft__row_max(x, C);
+    if (!isfinite(m)) m = 0.0f; /* all -inf (or +inf present): let IEEE rules propagate */
+    if (log_mode) {
+        const float lse = m + (float)log(mtft__row_sum_exp(x, C, m, NULL));
+        for (int64_t j = 0; j < C; j++) y[j] = x[j] - lse;
+    } else {
+        const float inv = (float)(1.0 / mtft__row_sum_exp(x, C, m, y));
+        for (int64_t j = 0; j < C; j++) y[j] *= inv;
+    }
+}
+
+/* One row: dx += y (dy - sum(dy y))  or  dx += dy - exp(y) sum(dy) */
+MTFT_CLONES
+static void softmax_row_backward(float *dx, const float *y, const float *dy, int64_t C, int log_mode) {
+    if (log_mode) {
+        const float s = (float)mtft__row_dot(dy, NULL, C);
+        for (int64_t j = 0; j < C; j++) dx[j] += dy[j] - mtft__vexpf(y[j]) * s;
+    } else {
+        const float s = (float)mtft__row_dot(dy, y, C);
+        for (int64_t j = 0; j < C; j++) dx[j] += y[j] * (dy[j] - s);
+    }
+}
+
 static void softmax_forward(float *y, const float *x, int64_t R, int64_t C, int log_mode) {
 #pragma omp parallel for schedule(static) if (R * C > 16384)
-    for (int64_t r = 0; r < R; r++) {
-        const float *xr = x + r * C;
-        float *yr = y + r * C;
-        float m = -INFINITY;
-        for (int64_t j = 0; j < C; j++) m = xr[j] > m ? xr[j] : m;
-        if (!isfinite(m)) m = 0.0f; /* all -inf (or +inf/NaN present): let IEEE rules propagate */
-        double s = 0.0;
-        for (int64_t j = 0; j < C; j++) {
-            float e = expf(xr[j] - m);
-            if (!log_mode) yr[j] = e;
-            s += e;
-        }
-        if (log_mode) {
-            float lse = m + (float)log(s);
-            for (int64_t j = 0; j < C; j++) yr[j] = xr[j] - lse;
-        } else {
-            float inv = (float)(1.0 / s);
-            for (int64_t j = 0; j < C; j++) yr[j] *= inv;
-        }
-    }
+    for (int64_t r = 0; r < R; r++) softmax_row(y + r * C, x + r * C, C, log_mode);
 }
 
 static int softmax_backward_impl(mtft_graph *g, mtft_node *n) {
@@ -41,20 +49,7 @@ static int softmax_backward_impl(mtft_graph *g, mtft_node *n) {
     const float *y = n->out->data, *dy = n->out->grad;
     const int64_t C = n->out->ne[n->out->ndim - 1], R = mtft__rows(n->out);
 #pragma omp parallel for schedule(static) if (R * C > 16384)
-    for (int64_t r = 0; r < R; r++) {
-        const float *yr = y + r * C, *dyr = dy + r * C;
-        float *dxr = dx + r * C;
-        double s = 0.0;
-        if (log_mode) {
-            for (int64_t j = 0; j < C; j++) s += dyr[j];
-            const float sf = (float)s;
-            for (int64_t j = 0; j < C; j++) dxr[j] += dyr[j] - expf(yr[j]) * sf;
-        } else {
-            for (int64_t j = 0; j < C; j++) s += (double)dyr[j] * yr[j];
-            const float sf = (float)s;
-            for (int64_t j = 0; j < C; j++) dxr[j] += yr[j] * (dyr[j] - sf);
-        }
-    }
+    for (int64_t r = 0; r < R; r++) softmax_row_backward(dx + r * C, y + r * C, dy + r * C, C, log_mode);
     return MTFT_OK;
 }
 
