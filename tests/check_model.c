@@ -498,6 +498,53 @@ START_TEST(test_model_hf_prefixed) {
 }
 END_TEST
 
+/* Sharded checkpoints (model-0000K-of-0000N.safetensors) load; a tensor
+ * missing from every shard is named in the error. */
+START_TEST(test_model_hf_sharded) {
+    fixture f;
+    fixture_open(&f, "llama");
+    mtft_param_group *pg = mtft_model_base_group(f.m);
+    int n = mtft_param_group_count(pg), half = n / 2;
+    char dir[] = "/tmp/mtft_model_XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    ck_assert_int_eq(mtft_model_save_hf(f.m, dir), 0);
+    char path[256], p1[256], p2[256];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    ck_assert_int_eq(unlink(path), 0);
+    const char **np = calloc((size_t)n, sizeof *np);
+    mtft_tensor **ts = calloc((size_t)n, sizeof *ts);
+    for (int i = 0; i < n; i++) {
+        ts[i] = mtft_param_group_tensor(pg, i);
+        np[i] = mtft_tensor_name(ts[i]);
+    }
+    snprintf(p1, sizeof p1, "%s/model-00001-of-00002.safetensors", dir);
+    snprintf(p2, sizeof p2, "%s/model-00002-of-00002.safetensors", dir);
+    /* the second shard first in name order would not matter either */
+    ck_assert_int_eq(mtft_safetensors_save(p2, n - half, np + half, ts + half, NULL), 0);
+    ck_assert_int_eq(mtft_safetensors_save(p1, half, np, ts, NULL), 0);
+    mtft_model *m2 = NULL;
+    ck_assert_msg(mtft_model_load_hf(&m2, dir) == 0, "%s", mtft_error_last()->message);
+    size_t n1, n2;
+    const float *d1 = mtft_param_group_data(pg, &n1), *d2 = mtft_param_group_data(mtft_model_base_group(m2), &n2);
+    ck_assert_uint_eq(n1, n2);
+    ck_assert_int_eq(memcmp(d1, d2, n1 * sizeof(float)), 0);
+    mtft_model_free(m2);
+    /* drop the last tensor (lm_head.weight) from shard 2 */
+    ck_assert_int_eq(mtft_safetensors_save(p2, n - half - 1, np + half, ts + half, NULL), 0);
+    ck_assert_int_eq(mtft_model_load_hf(&m2, dir), MTFT_ENOTFOUND);
+    ck_assert_ptr_null(m2);
+    ck_assert_msg(strstr(mtft_error_last()->message, np[n - 1]) != NULL, "%s", mtft_error_last()->message);
+    unlink(p1);
+    unlink(p2);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    unlink(path);
+    rmdir(dir);
+    free(np);
+    free(ts);
+    fixture_close(&f);
+}
+END_TEST
+
 /* ---- errors ------------------------------------------------------------------ */
 START_TEST(test_model_forward_errors) {
     mtft_model_config c = tiny_config(MTFT_ARCH_LLAMA);
@@ -718,6 +765,7 @@ static Suite *mtft_test_model_suite(void) {
     tcase_add_test(par, test_model_parity_bidir);
     tcase_add_test(par, test_model_hf_roundtrip);
     tcase_add_test(par, test_model_hf_prefixed);
+    tcase_add_test(par, test_model_hf_sharded);
     tcase_add_test(par, test_model_kv_cache);
     tcase_add_test(par, test_model_sampling_spread);
     tcase_add_test(par, test_model_learns_pattern);

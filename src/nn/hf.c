@@ -1,8 +1,11 @@
 /* Hugging Face checkpoints: config.json <-> mtft_model_config, and
  * model.safetensors <-> the base parameter group (through mtft/io.h). */
+#include <dirent.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "mtft/io.h"
 #include "nn_impl.h"
@@ -72,20 +75,102 @@ static int join(char *buf, size_t n, const char *dir, const char *file) {
     return MTFT_OK;
 }
 
-/* Read every base tensor from st. GPT-2 names may carry "transformer."
- * (as GPT2LMHeadModel saves them), except lm_head.weight. */
-static int load_weights(mtft_model *m, const mtft_safetensors *st) {
+/* The weights: dir/model.safetensors, or HF's shards
+ * dir/model-00001-of-0000N.safetensors ... (opened in name order). */
+typedef struct shards {
+    mtft_safetensors **st;
+    int n;
+} shards;
+
+static void shards_close(shards *sh) {
+    for (int i = 0; i < sh->n; i++) mtft_safetensors_close(sh->st[i]);
+    mtft__free(sh->st);
+    sh->st = NULL;
+    sh->n = 0;
+}
+
+static int is_shard(const char *s) {
+    int a = 0, b = 0, k = -1;
+    return sscanf(s, "model-%d-of-%d.safetensors%n", &a, &b, &k) == 2 && k == (int)strlen(s) && a >= 1 && a <= b;
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+static int shards_open(shards *sh, const char *dir) {
+    char path[4096];
+    memset(sh, 0, sizeof *sh);
+    int rc = join(path, sizeof path, dir, "model.safetensors");
+    if (rc < 0) return rc;
+    struct stat sb;
+    if (stat(path, &sb) == 0) {
+        sh->st = mtft__calloc(1, sizeof *sh->st);
+        if (!sh->st) return MTFT_ENOMEM;
+        rc = mtft_safetensors_open(&sh->st[0], path);
+        if (rc == MTFT_OK) sh->n = 1;
+        return rc;
+    }
+    DIR *d = opendir(dir);
+    if (!d) return mtft__err(MTFT_EIO, "cannot open directory '%s'", dir);
+    char **names = NULL;
+    int n = 0, cap = 0;
+    rc = MTFT_OK;
+    for (struct dirent *e; rc == MTFT_OK && (e = readdir(d)) != NULL;) {
+        if (!is_shard(e->d_name)) continue;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 8;
+            char **nn = mtft__realloc(names, (size_t)cap * sizeof *nn);
+            if (!nn) rc = MTFT_ENOMEM;
+            else names = nn;
+        }
+        if (rc == MTFT_OK && !(names[n++] = mtft__strdup(e->d_name))) rc = MTFT_ENOMEM;
+    }
+    closedir(d);
+    if (rc == MTFT_OK && n == 0)
+        rc = mtft__err(MTFT_ENOTFOUND, "no model.safetensors nor model-*-of-*.safetensors shards in '%s'", dir);
+    if (rc == MTFT_OK) {
+        qsort(names, (size_t)n, sizeof *names, cmp_str);
+        sh->st = mtft__calloc((size_t)n, sizeof *sh->st);
+        if (!sh->st) rc = MTFT_ENOMEM;
+    }
+    for (int i = 0; rc == MTFT_OK && i < n; i++) {
+        rc = join(path, sizeof path, dir, names[i]);
+        if (rc == MTFT_OK) rc = mtft_safetensors_open(&sh->st[i], path);
+        if (rc == MTFT_OK) sh->n = i + 1;
+    }
+    for (int i = 0; i < n; i++) mtft__free(names[i]);
+    mtft__free(names);
+    if (rc < 0) shards_close(sh);
+    return rc;
+}
+
+/* The shard holding `name`, or NULL (no error set). */
+static const mtft_safetensors *locate(const shards *sh, const char *name) {
+    for (int i = 0; i < sh->n; i++)
+        if (mtft_safetensors_find(sh->st[i], name) >= 0) return sh->st[i];
+    mtft_error_clear(); /* probing is not an error */
+    return NULL;
+}
+
+/* Read every base tensor. GPT-2 names may carry "transformer." (as
+ * GPT2LMHeadModel saves them), except lm_head.weight. Extra file tensors
+ * (GPT-2's attn.bias masks, a tied lm_head.weight) are ignored. */
+static int load_weights(mtft_model *m, const shards *sh, const char *dir) {
     const char *prefix = "";
-    if (m->cfg.arch == MTFT_ARCH_GPT2 && mtft_safetensors_find(st, "wte.weight") < 0 &&
-        mtft_safetensors_find(st, "transformer.wte.weight") >= 0)
+    if (m->cfg.arch == MTFT_ARCH_GPT2 && !locate(sh, "wte.weight") && locate(sh, "transformer.wte.weight"))
         prefix = "transformer.";
-    mtft_error_clear(); /* the probing above is not an error */
     int n = mtft_param_group_count(m->base);
     for (int i = 0; i < n; i++) {
         mtft_tensor *t = mtft_param_group_tensor(m->base, i);
         char name[128];
         int is_head = strcmp(t->name, "lm_head.weight") == 0;
         snprintf(name, sizeof name, "%s%s", is_head ? "" : prefix, t->name);
+        const mtft_safetensors *st = locate(sh, name);
+        if (!st) {
+            char shp[64];
+            return mtft__err(MTFT_ENOTFOUND, "%s: no tensor '%s' (expected shape %s) in %s", dir, name,
+                             mtft__shape_str(t, shp, sizeof shp),
+                             sh->n == 1 ? mtft_safetensors_path(sh->st[0]) : "the model-*-of-* shards");
+        }
         /* io's message names the file, the tensor and both shapes */
         int rc = mtft_safetensors_read_f32(st, name, t->data, t->ndim, t->ne);
         if (rc < 0) return rc;
@@ -111,11 +196,10 @@ int mtft_model_load_hf(mtft_model **out, const char *dir) {
     mtft_model *m = NULL;
     rc = mtft_nn__model_alloc(&m, &cfg);
     if (rc < 0) return rc;
-    mtft_safetensors *st = NULL;
-    rc = join(path, sizeof path, dir, "model.safetensors");
-    if (rc == MTFT_OK) rc = mtft_safetensors_open(&st, path);
-    if (rc == MTFT_OK) rc = load_weights(m, st);
-    mtft_safetensors_close(st);
+    shards sh;
+    rc = shards_open(&sh, dir);
+    if (rc == MTFT_OK) rc = load_weights(m, &sh, dir);
+    shards_close(&sh);
     if (rc < 0) {
         mtft_model_free(m);
         return rc;
