@@ -509,6 +509,38 @@ START_TEST(test_dropout_calls_and_modes) {
 }
 END_TEST
 
+/* The documented mask: keep_i = [mtft_rng_hash_uniform(stream, i) >= p] with
+ * stream = seed ^ mix64(call number), mix64 the splitmix64 finaliser
+ * (dropout.c). The kernel inlines the hash; this pins it to the public one. */
+static uint64_t test_mix64(uint64_t z) {
+    z += 0x9e3779b97f4a7c15ULL;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+START_TEST(test_dropout_matches_hash) {
+    enum { N = 40000 };
+    static float x[N];
+    for (int i = 0; i < N; i++) x[i] = 1.0f;
+    const float ps[5] = {0.1f, 0.5f, 0.3333333f, 1e-7f, 0.9999f};
+    const int64_t sh[1] = {N};
+    mtft_graph *g = new_graph(0x1234567890abcdefULL);
+    for (int k = 0; k < 5; k++) {
+        mtft_tensor *y = mtft_dropout(g, from(g, 1, sh, x), ps[k]); /* call number k + 1 */
+        ck_assert_ptr_nonnull(y);
+        const uint64_t stream = 0x1234567890abcdefULL ^ test_mix64((uint64_t)k + 1);
+        const float *yd = mtft_tensor_data(y);
+        for (int i = 0; i < N; i++) {
+            const int keep = mtft_rng_hash_uniform(stream, (uint64_t)i) >= ps[k];
+            ck_assert_msg((yd[i] != 0.0f) == keep, "p %g element %d: kept %d, hash says %d", (double)ps[k], i,
+                          yd[i] != 0.0f, keep);
+        }
+    }
+    mtft_graph_free(g);
+}
+END_TEST
+
 static mtft_tensor *fn_dropout(mtft_graph *g, mtft_tensor **in, void *ctx) {
     return mtft_dropout(g, in[0], *(float *)ctx);
 }
@@ -1039,6 +1071,7 @@ static Suite *ops_b_suite(void) {
     TCase *dr = tcase_create("dropout");
     tcase_add_test(dr, test_dropout_mask);
     tcase_add_test(dr, test_dropout_calls_and_modes);
+    tcase_add_test(dr, test_dropout_matches_hash);
     suite_add_tcase(s, dr);
     TCase *lim = tcase_create("limits");
     tcase_add_test(lim, test_attention_errors);

@@ -5,7 +5,10 @@
  * any thread count. Nothing is saved: backward recomputes the mask from the
  * stream (node i[0]). Identity (x itself, no node) when the graph is not
  * training or p == 0. */
+#include <math.h>
+
 #include "../tensor_impl.h"
+#include "ops_simd.h"
 
 /* splitmix64 finaliser: decorrelates consecutive call numbers */
 static uint64_t mix64(uint64_t z) {
@@ -15,14 +18,37 @@ static uint64_t mix64(uint64_t z) {
     return z ^ (z >> 31);
 }
 
-/* dst[i] (+)= src[i] * keep_i * scale */
+/* keep_i = [mtft_rng_hash_uniform(stream, i) >= p], inlined: that function
+ * returns (splitmix64(stream ^ i * C) >> 40) * 2^-24 exactly, so the test is
+ * the integer (h >> 40) >= thr with thr = ceil(p * 2^24). The tests check
+ * it against mtft_rng_hash_uniform bit for bit. */
+static inline int keep_elem(uint64_t stream, uint64_t i, uint64_t thr) {
+    uint64_t z = (stream ^ (i * 0xd1b54a32d192ed03ULL)) + 0x9e3779b97f4a7c15ULL;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    z ^= z >> 31;
+    return (z >> 40) >= thr;
+}
+
+/* dst[i] (+)= src[i] * keep_i * scale over [lo, hi) */
+MTFT_CLONES
+static void dropout_range(float *dst, const float *src, int64_t lo, int64_t hi, uint64_t stream, uint64_t thr,
+                          float scale, int acc) {
+    if (acc)
+        for (int64_t i = lo; i < hi; i++) dst[i] += keep_elem(stream, (uint64_t)i, thr) ? src[i] * scale : 0.0f;
+    else
+        for (int64_t i = lo; i < hi; i++) dst[i] = keep_elem(stream, (uint64_t)i, thr) ? src[i] * scale : 0.0f;
+}
+
+#define DROP_CHUNK 16384
+
 static void dropout_apply(float *dst, const float *src, int64_t N, uint64_t stream, float p, float scale, int acc) {
-#pragma omp parallel for schedule(static) if (N > 16384)
-    for (int64_t i = 0; i < N; i++) {
-        const float v = mtft_rng_hash_uniform(stream, (uint64_t)i) >= p ? src[i] * scale : 0.0f;
-        if (acc) dst[i] += v;
-        else dst[i] = v;
-    }
+    const uint64_t thr = (uint64_t)ceil((double)p * 16777216.0);
+    const int64_t nc = (N + DROP_CHUNK - 1) / DROP_CHUNK;
+#pragma omp parallel for schedule(static) if (nc > 1)
+    for (int64_t c = 0; c < nc; c++)
+        dropout_range(dst, src, c * DROP_CHUNK, c * DROP_CHUNK + DROP_CHUNK < N ? c * DROP_CHUNK + DROP_CHUNK : N,
+                      stream, thr, scale, acc);
 }
 
 static int dropout_backward(mtft_graph *g, mtft_node *n) {
