@@ -1,0 +1,440 @@
+/* ctest-labels: unit */
+/* Config: YAML into option structs; every error with file:line:col and key
+ * path; unknown keys with suggestions; ranges; schema defaults equal the
+ * _INIT macros; docs/config.md equals the generated reference; the
+ * examples/configs file covers all eight bundled tasks; a config-built task
+ * loads real data. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config/config_impl.h"
+#include "mtft/config.h"
+#include "mtft_test.h"
+
+const mtft_cfg_section *mtft_cfg__task_section(void);
+const mtft_cfg_section *mtft_cfg__data_section(void);
+size_t mtft_cfg__data_struct_size(void);
+void mtft_cfg__init_data(void *p);
+
+static int load_str(mtft_config **cfg, const char *yaml) {
+    return mtft_config_load_string(cfg, yaml, strlen(yaml), "run.yaml", "/base");
+}
+
+/* The load fails with `code` and the message contains every substring. */
+static void expect_err(const char *yaml, int code, const char *s1, const char *s2) {
+    mtft_config *cfg = (mtft_config *)1;
+    int rc = load_str(&cfg, yaml);
+    ck_assert_msg(rc == code, "rc %d, expected %d (%s) for:\n%s", rc, code, mtft_error_last()->message, yaml);
+    ck_assert_ptr_null(cfg);
+    const char *m = mtft_error_last()->message;
+    ck_assert_msg(strstr(m, s1) != NULL, "message '%s' lacks '%s'", m, s1);
+    if (s2) ck_assert_msg(strstr(m, s2) != NULL, "message '%s' lacks '%s'", m, s2);
+}
+
+START_TEST(test_config_fill) {
+    const char *yaml = "# a run\n"
+                       "data:\n"
+                       "  cache_dir: cache\n"
+                       "  eos_token: null\n"
+                       "  batch_size: 8\n"
+                       "  seed: 0x10\n"
+                       "  bucket_window: 4\n"
+                       "  truncation: left\n"
+                       "  pad_to_multiple: 8\n"
+                       "  pack: true\n"
+                       "tasks:\n"
+                       "  - name: sst\n"
+                       "    files: {train: d/train.jsonl, test: /abs/test.csv}\n"
+                       "    fields: {input: sentence}\n"
+                       "    template: \"Review: {sentence}\\nSentiment:\"\n"
+                       "    labels: [neg, pos]\n"
+                       "    metrics: [accuracy, mcc]\n"
+                       "    on_bad_example: skip\n"
+                       "  - name: gen\n"
+                       "    type: generation\n"
+                       "    format: tsv\n"
+                       "    files:\n"
+                       "      train: g.tsv\n"
+                       "    split: {dev_fraction: 0.1, test_fraction: 0.05, seed: 9}\n";
+    mtft_config *cfg = NULL;
+    ck_assert_msg(load_str(&cfg, yaml) == MTFT_OK, "%s", mtft_error_last()->message);
+    ck_assert_int_eq(mtft_config_n_tasks(cfg), 2);
+    ck_assert_int_eq(mtft_config_has_section(cfg, "data"), 1);
+    ck_assert_int_eq(mtft_config_has_section(cfg, "model"), 0);
+    const mtft_task_options *a = mtft_config_task(cfg, 0), *b = mtft_config_task(cfg, 1);
+    ck_assert_ptr_null(mtft_config_task(cfg, 2));
+    ck_assert_int_eq(a->version, MTFT_TASK_OPTIONS_VERSION);
+    ck_assert_str_eq(a->name, "sst");
+    ck_assert_int_eq(a->type, MTFT_TASK_CLASSIFICATION);
+    ck_assert_str_eq(a->train_file, "/base/d/train.jsonl"); /* relative to the config */
+    ck_assert_str_eq(a->test_file, "/abs/test.csv");
+    ck_assert_ptr_null(a->dev_file);
+    ck_assert_str_eq(a->input_field, "sentence");
+    ck_assert_ptr_null(a->label_field);
+    ck_assert_str_eq(a->prompt_template, "Review: {sentence}\nSentiment:");
+    ck_assert_int_eq(a->n_labels, 2);
+    ck_assert_str_eq(a->labels[1], "pos");
+    ck_assert_int_eq(a->n_metrics, 2);
+    ck_assert_str_eq(a->metrics[1], "mcc");
+    ck_assert_int_eq(a->on_bad_example, MTFT_ON_BAD_SKIP);
+    ck_assert_int_eq(b->type, MTFT_TASK_GENERATION);
+    ck_assert_int_eq(b->format, MTFT_FORMAT_TSV);
+    ck_assert_double_eq(b->dev_fraction, 0.1);
+    ck_assert_double_eq(b->test_fraction, 0.05);
+    ck_assert_uint_eq(b->split_seed, 9);
+    ck_assert_int_eq(b->n_labels, 0);
+    ck_assert_int_eq(b->on_bad_example, MTFT_ON_BAD_ERROR);
+    const mtft_data_options *d = mtft_config_data(cfg);
+    ck_assert_str_eq(d->cache_dir, "/base/cache");
+    ck_assert_ptr_null(d->eos_token);
+    ck_assert_int_eq(d->log_progress, 1);
+    const mtft_loader_options *l = mtft_config_loader(cfg);
+    ck_assert_int_eq(l->batch_size, 8);
+    ck_assert_uint_eq(l->seed, 16);
+    ck_assert_int_eq(l->bucket_window, 4);
+    ck_assert_int_eq(l->shuffle, 1);
+    const mtft_collate_options *c = mtft_config_collate(cfg);
+    ck_assert_int_eq(c->truncation, MTFT_TRUNCATE_LEFT);
+    ck_assert_int_eq(c->pad_to_multiple, 8);
+    ck_assert_int_eq(c->pack, 1);
+    ck_assert_int_eq(c->max_len, 512); /* default kept */
+    mtft_config_free(cfg);
+
+    /* an empty file is an empty run with the defaults */
+    ck_assert_int_eq(load_str(&cfg, ""), MTFT_OK);
+    ck_assert_int_eq(mtft_config_n_tasks(cfg), 0);
+    ck_assert_int_eq(mtft_config_loader(cfg)->batch_size, 16);
+    mtft_config_free(cfg);
+    mtft_config_free(NULL);
+}
+END_TEST
+
+START_TEST(test_config_errors) {
+    /* the example: unknown enum value, with file:line:col and key path */
+    expect_err("tasks:\n"
+               "  - name: a\n"
+               "    files: {train: a.jsonl}\n"
+               "  - name: b\n"
+               "    files: {train: b.jsonl}\n"
+               "  - name: c\n"
+               "    files: {train: c.jsonl}\n"
+               "    type: ner2\n",
+               MTFT_EINVAL, "run.yaml:8:11: tasks[2].type: unknown value 'ner2'",
+               "(expected one of: classification, multilabel, regression, tagging, generation)");
+    /* unknown key: nearest valid key suggested */
+    expect_err("tasks:\n  - name: a\n    files: {train: a.jsonl}\n    lables: [x]\n", MTFT_ENOTFOUND,
+               "run.yaml:4:5: tasks[0].lables: unknown key 'lables'", "(did you mean 'labels'?)");
+    expect_err("data:\n  batchsize: 3\n", MTFT_ENOTFOUND, "run.yaml:2:3: data.batchsize", "did you mean 'batch_size'");
+    expect_err("tasks:\n  - name: a\n    files: {train: a.jsonl, tset: b}\n", MTFT_ENOTFOUND,
+               "run.yaml:3:29: tasks[0].files.tset", "did you mean 'test'");
+    /* nothing close: the valid keys are listed */
+    expect_err("data:\n  zzzzzzzzzz: 1\n", MTFT_ENOTFOUND, "unknown key 'zzzzzzzzzz' (valid keys: cache_dir,",
+               "pad_to_multiple");
+    /* unknown section */
+    expect_err("taks: []\n", MTFT_ENOTFOUND, "run.yaml:1:1: taks: unknown section 'taks'", "did you mean 'tasks'");
+    expect_err("model: {}\n", MTFT_ENOTFOUND, "unknown section 'model'", "knows: tasks, data");
+    /* ranges */
+    expect_err("data:\n  batch_size: 0\n", MTFT_ERANGE, "run.yaml:2:15: data.batch_size: value 0 is outside [1, 1048576]",
+               NULL);
+    expect_err("tasks:\n  - name: a\n    files: {train: a.jsonl}\n    split: {dev_fraction: 1}\n", MTFT_ERANGE,
+               "tasks[0].split.dev_fraction: value 1 is outside [0, 1)", NULL);
+    expect_err("data:\n  pad_id: -1\n", MTFT_ERANGE, "data.pad_id", "[0, 2147483647]");
+    expect_err("data:\n  max_len: 99999999999\n", MTFT_ERANGE, "data.max_len: integer 99999999999 does not fit", NULL);
+    /* types */
+    expect_err("data:\n  batch_size: many\n", MTFT_EFORMAT, "run.yaml:2:15: data.batch_size: expected an integer, got 'many'",
+               NULL);
+    expect_err("data:\n  shuffle: maybe\n", MTFT_EFORMAT, "data.shuffle: expected true or false", NULL);
+    expect_err("data:\n  seed: -3\n", MTFT_EFORMAT, "data.seed: expected an unsigned integer", NULL);
+    expect_err("tasks:\n  - name: a\n    files: {train: a.jsonl}\n    labels: x\n", MTFT_EFORMAT,
+               "run.yaml:4:13: tasks[0].labels: expected a list of strings, got a scalar", NULL);
+    expect_err("tasks:\n  - name: a\n    files: {train: a.jsonl}\n    labels: [x, [y]]\n", MTFT_EFORMAT,
+               "tasks[0].labels[1]: expected a string, got a sequence", NULL);
+    expect_err("tasks:\n  - name: a\n    files: a.jsonl\n", MTFT_EFORMAT,
+               "run.yaml:3:12: tasks[0].files: expected a mapping, got a scalar", NULL);
+    expect_err("tasks: {name: a}\n", MTFT_EFORMAT, "tasks: expected a list of tasks, got a mapping", NULL);
+    expect_err("data:\n  batch_size: [1]\n", MTFT_EFORMAT, "data.batch_size: expected an integer, got a sequence", NULL);
+    expect_err("data:\n  batch_size: ~\n", MTFT_EFORMAT, "data.batch_size: expected an integer, got null", NULL);
+    /* required keys */
+    expect_err("tasks:\n  - type: regression\n    files: {train: a.jsonl}\n", MTFT_EINVAL,
+               "run.yaml:2:5: tasks[0]: missing required key 'name'", NULL);
+    expect_err("tasks:\n  - name: a\n    files: {dev: a.jsonl}\n", MTFT_EINVAL,
+               "tasks[0].files: missing required key 'train'", NULL);
+    /* YAML itself */
+    expect_err("tasks:\n  - name: a\n   bad: [\n", MTFT_EFORMAT, "run.yaml:", "YAML syntax error");
+    expect_err("data:\n  seed: 1\n  seed: 2\n", MTFT_EFORMAT, "run.yaml:3:3: duplicate key 'seed' (first at line 2)",
+               NULL);
+    expect_err("data: {}\n---\ndata: {}\n", MTFT_EFORMAT, "second YAML document", NULL);
+    expect_err("- 1\n- 2\n", MTFT_EFORMAT, "expected a mapping of sections", NULL);
+    /* cross-key checks, located: metrics for the type, unique names, mtft_task_new's checks */
+    expect_err("tasks:\n  - name: a\n    files: {train: a.jsonl}\n    metrics: [accuracy, rmse]\n", MTFT_ENOTFOUND,
+               "run.yaml:4:25: tasks[0].metrics[1]: 'rmse' is not a classification metric",
+               "(expected one of: accuracy, f1_macro, f1_micro, mcc)");
+    expect_err("tasks:\n  - name: a\n    files: {train: a.jsonl}\n  - name: a\n    files: {train: b.jsonl}\n",
+               MTFT_EINVAL, "run.yaml:4:11: tasks[1].name: task name 'a' is already used by tasks[0]", NULL);
+    expect_err("tasks:\n  - name: a\n    files: {train: a.jsonl, dev: d.jsonl}\n    split: {dev_fraction: 0.2}\n",
+               MTFT_EINVAL, "run.yaml:2:5: tasks[0]: task 'a': dev split given both", NULL);
+    expect_err("tasks:\n  - name: a\n    files: {train: a.jsonl}\n    template: \"Q: {text\"\n", MTFT_EINVAL,
+               "tasks[0]: task 'a': prompt_template: template position 4: unclosed", NULL);
+    expect_err("tasks:\n  - name: \"a b\"\n    files: {train: a.jsonl}\n", MTFT_EINVAL, "tasks[0]", "'a b'");
+    /* a missing file */
+    mtft_config *cfg = (mtft_config *)1;
+    ck_assert_int_eq(mtft_config_load_file(&cfg, "/nonexistent/run.yaml"), MTFT_EIO);
+    ck_assert_ptr_null(cfg);
+    ck_assert_ptr_nonnull(strstr(mtft_error_last()->message, "/nonexistent/run.yaml"));
+}
+END_TEST
+
+START_TEST(test_config_suggest) {
+    ck_assert_int_eq(mtft_cfg__edit_distance("kitten", "sitting"), 3);
+    ck_assert_int_eq(mtft_cfg__edit_distance("", "abc"), 3);
+    ck_assert_int_eq(mtft_cfg__edit_distance("same", "same"), 0);
+    const char *c[] = {"labels", "metrics", "template"};
+    ck_assert_str_eq(mtft_cfg__suggest("lable", c, 3), "labels");
+    ck_assert_str_eq(mtft_cfg__suggest("metrix", c, 3), "metrics");
+    ck_assert_ptr_null(mtft_cfg__suggest("qqqqqq", c, 3));
+}
+END_TEST
+
+/* Set every key of a section to its documented default and check that the
+ * struct equals the one the _INIT macro gives. */
+static int key_size(const mtft_cfg_key *k) {
+    switch (k->kind) {
+    case MTFT_CK_BOOL:
+    case MTFT_CK_INT:
+    case MTFT_CK_INT32:
+    case MTFT_CK_ENUM:
+    case MTFT_CK_FLOAT: return 4;
+    case MTFT_CK_U64:
+    case MTFT_CK_DOUBLE: return 8;
+    default: return 0;
+    }
+}
+
+static int check_defaults(const mtft_cfg_section *sec, const void *init, size_t size) {
+    int checked = 0;
+    for (int i = 0; i < sec->n_keys; i++) {
+        const mtft_cfg_key *k = &sec->keys[i];
+        if (k->kind == MTFT_CK_SECTION) {
+            checked += check_defaults(k->sub, init, size);
+            continue;
+        }
+        if (k->flags & MTFT_CFG_DESCRIBED) continue; /* described in words */
+        char yaml[256];
+        mtft_cnode *root = NULL;
+        mtft_cfg_ctx ctx;
+        memset(&ctx, 0, sizeof ctx);
+        ctx.file = "defaults";
+        void *s = malloc(size);
+        memcpy(s, init, size);
+        if (k->dflt && *k->dflt) {
+            snprintf(yaml, sizeof yaml, "%s: \"%s\"\n", k->name, k->dflt);
+            if (key_size(k)) snprintf(yaml, sizeof yaml, "%s: %s\n", k->name, k->dflt);
+            ck_assert_int_eq(mtft_cfg__parse(yaml, strlen(yaml), "defaults", &root), MTFT_OK);
+            /* fill a zeroed struct: the default text alone must give the INIT value */
+            memset(s, 0, size);
+            mtft_cfg_section one = {sec->name, k, 1, ""}; /* this key alone: no required-key check */
+            ck_assert_msg(mtft_cfg__apply(&ctx, root, &one, s, "") == MTFT_OK, "%s: %s", k->name,
+                          mtft_error_last()->message);
+            if (key_size(k)) {
+                ck_assert_msg(memcmp((char *)s + k->offset, (const char *)init + k->offset, (size_t)key_size(k)) == 0,
+                              "key '%s': documented default '%s' differs from the _INIT value", k->name, k->dflt);
+            } else {
+                const char *got = *(const char **)((char *)s + k->offset);
+                const char *want = *(const char *const *)((const char *)init + k->offset);
+                ck_assert_msg(want && got && strcmp(got, want) == 0, "key '%s': documented default '%s', _INIT '%s'",
+                              k->name, k->dflt, want ? want : "(null)");
+            }
+        } else {
+            /* no default: the INIT value is NULL / empty */
+            if (k->kind == MTFT_CK_STRING || k->kind == MTFT_CK_PATH || k->kind == MTFT_CK_STRLIST)
+                ck_assert_msg(*(const void *const *)((const char *)init + k->offset) == NULL,
+                              "key '%s' documents no default but _INIT sets one", k->name);
+            else
+                ck_abort_msg("key '%s' has no documented default", k->name);
+        }
+        mtft_cfg__free(root);
+        mtft_cfg__ctx_dispose(&ctx);
+        free(s);
+        checked++;
+    }
+    return checked;
+}
+
+START_TEST(test_config_defaults_match_init) {
+    mtft_task_options t = MTFT_TASK_OPTIONS_INIT;
+    int n = check_defaults(mtft_cfg__task_section(), &t, sizeof t);
+    ck_assert_int_ge(n, 10);
+    size_t sz = mtft_cfg__data_struct_size();
+    void *d = malloc(sz);
+    mtft_cfg__init_data(d);
+    n = check_defaults(mtft_cfg__data_section(), d, sz);
+    ck_assert_int_eq(n, 13);
+    free(d);
+}
+END_TEST
+
+START_TEST(test_config_docs_agree) {
+    size_t len = 0;
+    ck_assert_int_eq(mtft_config_reference_markdown(NULL, 0, &len), MTFT_ERANGE);
+    char *ref = malloc(len + 1);
+    ck_assert_int_eq(mtft_config_reference_markdown(ref, len + 1, &len), MTFT_OK);
+    ck_assert_ptr_nonnull(strstr(ref, "| `tasks[].split.dev_fraction` | number | `0` | [0, 1) |"));
+    ck_assert_ptr_nonnull(strstr(ref, "| `data.batch_size` | integer | `16` | [1, 1048576] |"));
+    char path[512];
+    mtft_test_path(path, sizeof path, "docs/config.md");
+    FILE *f = fopen(path, "rb");
+    ck_assert_msg(f != NULL, "cannot open %s", path);
+    static char doc[1 << 17];
+    size_t n = fread(doc, 1, sizeof doc - 1, f);
+    fclose(f);
+    doc[n] = '\0';
+    const char *begin_mark = "<!-- BEGIN GENERATED: mtft_config_reference_markdown() -->\n";
+    const char *end_mark = "<!-- END GENERATED -->";
+    char *b = strstr(doc, begin_mark), *e = strstr(doc, end_mark);
+    ck_assert_msg(b && e && e > b, "docs/config.md lacks the generated-section markers");
+    b += strlen(begin_mark);
+    int same = (size_t)(e - b) == len && memcmp(b, ref, len) == 0;
+    if (!same) {
+        char out[512];
+#ifdef MTFT_BINARY_DIR
+        snprintf(out, sizeof out, "%s/config_reference.md", MTFT_BINARY_DIR);
+#else
+        snprintf(out, sizeof out, "config_reference.md");
+#endif
+        FILE *o = fopen(out, "wb");
+        if (o) {
+            fwrite(ref, 1, len, o);
+            fclose(o);
+        }
+        ck_abort_msg("docs/config.md differs from the schema tables; the generated text is in %s", out);
+    }
+    free(ref);
+}
+END_TEST
+
+START_TEST(test_config_example_all_tasks) {
+    char path[512];
+    mtft_test_path(path, sizeof path, "examples/configs/all_tasks.yaml");
+    mtft_config *cfg = NULL;
+    ck_assert_msg(mtft_config_load_file(&cfg, path) == MTFT_OK, "%s", mtft_error_last()->message);
+    ck_assert_int_eq(mtft_config_n_tasks(cfg), 8);
+    const char *names[8] = {"spam_assassin", "fortunes_langid", "wordnet_supersense", "name_gender",
+                            "afinn_valence", "kjv_word_alignment", "cmudict_g2p", "acronym_expansion"};
+    const mtft_task_type types[8] = {MTFT_TASK_CLASSIFICATION, MTFT_TASK_CLASSIFICATION, MTFT_TASK_CLASSIFICATION,
+                                     MTFT_TASK_CLASSIFICATION, MTFT_TASK_REGRESSION,     MTFT_TASK_TAGGING,
+                                     MTFT_TASK_GENERATION,     MTFT_TASK_GENERATION};
+    for (int i = 0; i < 8; i++) {
+        const mtft_task_options *t = mtft_config_task(cfg, i);
+        ck_assert_str_eq(t->name, names[i]);
+        ck_assert_int_eq(t->type, types[i]);
+        ck_assert_ptr_nonnull(strstr(t->train_file, names[i]));
+        ck_assert_ptr_nonnull(t->dev_file);
+        ck_assert_ptr_nonnull(t->test_file);
+        ck_assert_int_gt(t->n_metrics, 0);
+        /* the real field mapping of each record shape */
+        switch (t->type) {
+        case MTFT_TASK_CLASSIFICATION:
+            ck_assert_str_eq(t->input_field, "text");
+            ck_assert_str_eq(t->label_field, "label");
+            break;
+        case MTFT_TASK_REGRESSION:
+            ck_assert_str_eq(t->input_field, "text");
+            ck_assert_str_eq(t->value_field, "value");
+            break;
+        case MTFT_TASK_TAGGING:
+            ck_assert_str_eq(t->tokens_field, "tokens");
+            ck_assert_str_eq(t->tags_field, "tags");
+            break;
+        default:
+            ck_assert_str_eq(t->input_field, "input");
+            ck_assert_str_eq(t->target_field, "target");
+            ck_assert_ptr_nonnull(t->prompt_template);
+            break;
+        }
+    }
+    ck_assert_int_eq(mtft_config_task(cfg, 1)->n_labels, 12);
+    ck_assert_int_eq(mtft_config_loader(cfg)->batch_size, 32);
+    ck_assert_int_eq(mtft_config_collate(cfg)->pad_id, 50256);
+    mtft_config_free(cfg);
+}
+END_TEST
+
+/* A config-built task loads real data (fixtures) through the data API. */
+START_TEST(test_config_to_task) {
+    char e[512], v[512], base[512];
+    mtft_test_path(e, sizeof e, "data/tokenizer/gpt2/encoder.json");
+    mtft_test_path(v, sizeof v, "data/tokenizer/gpt2/vocab.bpe");
+    mtft_test_path(base, sizeof base, "tests/fixtures/data");
+    mtft_tokenizer *tok = NULL;
+    ck_assert_int_eq(mtft_tokenizer_load_gpt2(&tok, e, v), MTFT_OK);
+    const char *yaml = "data: {log_progress: false, batch_size: 4, bucket_window: 2, max_len: 8}\n"
+                       "tasks:\n"
+                       "  - name: ng\n"
+                       "    files: {train: name_gender_train.jsonl, dev: name_gender_dev.jsonl}\n"
+                       "    template: \"Name: {text}\"\n"
+                       "    labels: [female, male]\n"
+                       "  - name: kjv\n"
+                       "    type: tagging\n"
+                       "    files: {train: kjv_word_alignment_train.jsonl}\n"
+                       "    split: {test_fraction: 0.25, seed: 1}\n";
+    mtft_config *cfg = NULL;
+    ck_assert_msg(mtft_config_load_string(&cfg, yaml, strlen(yaml), "inline.yaml", base) == MTFT_OK, "%s",
+                  mtft_error_last()->message);
+    mtft_task *tasks[2];
+    for (int i = 0; i < 2; i++) {
+        ck_assert_int_eq(mtft_task_new(&tasks[i], mtft_config_task(cfg, i)), MTFT_OK);
+        ck_assert_msg(mtft_task_load(tasks[i], tok, mtft_config_data(cfg)) == MTFT_OK, "%s",
+                      mtft_error_last()->message);
+    }
+    ck_assert_int_eq(mtft_task_count(tasks[0], MTFT_SPLIT_TRAIN), 40);
+    ck_assert_int_eq(mtft_task_count(tasks[0], MTFT_SPLIT_DEV), 12);
+    ck_assert_str_eq(mtft_task_label(tasks[0], 0), "female");
+    ck_assert_int_eq(mtft_task_count(tasks[1], MTFT_SPLIT_TEST), 5);
+    mtft_loader *ld = NULL;
+    ck_assert_int_eq(mtft_loader_new(&ld, tasks[1], MTFT_SPLIT_TRAIN, mtft_config_loader(cfg)), MTFT_OK);
+    int64_t idx[4];
+    ck_assert_int_eq(mtft_loader_n_batches(ld), 4); /* 15 examples in batches of 4 */
+    int m = mtft_loader_next(ld, idx);
+    ck_assert_int_ge(m, 3);
+    mtft_example_ref refs[4];
+    int longer = 0;
+    for (int i = 0; i < m; i++) {
+        refs[i].task = 1;
+        refs[i].split = MTFT_SPLIT_TRAIN;
+        refs[i].index = idx[i];
+        mtft_example ex;
+        ck_assert_int_eq(mtft_task_example(tasks[1], MTFT_SPLIT_TRAIN, idx[i], &ex), MTFT_OK);
+        longer += ex.n_ids > 8;
+    }
+    ck_assert_int_gt(longer, 0);
+    mtft_batch b;
+    mtft_batch_init(&b);
+    ck_assert_int_eq(mtft_batch_collate(&b, tasks, 2, refs, m, mtft_config_collate(cfg)), MTFT_OK);
+    ck_assert_int_eq(b.seq_len, 8); /* verses are longer than max_len 8 */
+    ck_assert_int_eq(b.n_truncated, longer);
+    ck_assert_int_eq(b.task_id[m - 1], 1);
+    mtft_batch_dispose(&b);
+    mtft_loader_free(ld);
+    for (int i = 0; i < 2; i++) mtft_task_free(tasks[i]);
+    mtft_config_free(cfg);
+    mtft_tokenizer_free(tok);
+}
+END_TEST
+
+Suite *mtft_test_config_suite(void) {
+    Suite *s = suite_create("config");
+    TCase *tc = tcase_create("api");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_config_fill);
+    tcase_add_test(tc, test_config_errors);
+    tcase_add_test(tc, test_config_suggest);
+    tcase_add_test(tc, test_config_defaults_match_init);
+    tcase_add_test(tc, test_config_docs_agree);
+    tcase_add_test(tc, test_config_example_all_tasks);
+    tcase_add_test(tc, test_config_to_task);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void) { return mtft_test_run(mtft_test_config_suite()); }
