@@ -85,12 +85,12 @@ static inline int64_t n_keys(const attn_dims *a, int64_t t, int64_t L) {
 /* Hot per-head kernels are built for several ISAs (MTFT_CLONES, ops_simd.h):
  * the default build targets baseline x86-64 (SSE2); these loops run wider
  * with AVX2 / AVX-512 and give the same bits. */
-/* One (b, h): o [T, D], lse [T]. Scratch: kt D*T, s T. */
+/* One (b, h): o [T, D], lse [T]. Scratch: kt D*T, s and e T each. */
 MTFT_CLONES
 static void fwd_head(const attn_dims *a, int64_t L, const float *qb, int64_t qst, const float *kb, int64_t kst,
                      const float *vb, int64_t vst, float *ob, float *lb, float *scratch) {
     const int64_t T = a->T, D = a->D;
-    float *kt = scratch, *s = kt + D * T;
+    float *kt = scratch, *s = kt + D * T, *e = s + T;
     transpose_head(kt, kb, kst, L, T, D);
     for (int64_t t = 0; t < T; t++) {
         float *orow = ob + t * D;
@@ -101,15 +101,10 @@ static void fwd_head(const attn_dims *a, int64_t L, const float *qb, int64_t qst
         }
         const int64_t nk = n_keys(a, t, L);
         scores_row(s, qb + t * qst, kt, nk, T, D, a->scale);
-        float m = -INFINITY;
-        for (int64_t j = 0; j < nk; j++) m = s[j] > m ? s[j] : m;
-        float sum = 0.0f;
+        const float m = mtft__row_max(s, nk);
+        const float sum = (float)mtft__row_sum_exp(s, nk, m, e);
         for (int64_t j = 0; j < nk; j++) {
-            s[j] = expf(s[j] - m);
-            sum += s[j];
-        }
-        for (int64_t j = 0; j < nk; j++) {
-            const float p = s[j];
+            const float p = e[j];
             const float *vr = vb + j * vst;
             for (int64_t d = 0; d < D; d++) orow[d] += p * vr[d];
         }
@@ -121,17 +116,17 @@ static void fwd_head(const attn_dims *a, int64_t L, const float *qb, int64_t qst
 
 /* One query head h of kv group (b, hk), rows t < L. The caller owns dk/dv of
  * the kv head (dkb, dvb [T, D]) and dq of the query head (dqb [T, D]).
- * kt, vt: the group's K^T, V^T; p, ds: scratch rows of T. */
+ * kt, vt: the group's K^T, V^T; sc, p, ds: scratch rows of T. */
 MTFT_CLONES
 static void bwd_head(const attn_dims *a, int64_t L, const float *qb, int64_t qst, const float *kb, int64_t kst,
                      const float *kt, const float *vt, const float *ob, const float *dob, const float *lb,
-                     float *dqb, float *dkb, float *dvb, float *p, float *ds) {
+                     float *dqb, float *dkb, float *dvb, float *sc, float *p, float *ds) {
     const int64_t T = a->T, D = a->D;
     for (int64_t t = 0; t < L; t++) {
         const int64_t nk = n_keys(a, t, L);
         const float *qrow = qb + t * qst, *orow = ob + t * D, *dorow = dob + t * D;
-        scores_row(p, qrow, kt, nk, T, D, a->scale);
-        for (int64_t j = 0; j < nk; j++) p[j] = expf(p[j] - lb[t]);
+        scores_row(sc, qrow, kt, nk, T, D, a->scale);
+        mtft__vexp_sub(p, sc, nk, lb[t]);
         float Dt = 0.0f;
         for (int64_t d = 0; d < D; d++) Dt += dorow[d] * orow[d];
         /* dP through V^T, then dS (times scale) in place */
@@ -168,7 +163,7 @@ static void bwd_head(const attn_dims *a, int64_t L, const float *qb, int64_t qst
 static void attention_forward(const attn_dims *a, const mtft_tensor *q, const mtft_tensor *k, const mtft_tensor *v,
                               const int32_t *len, float *o, float *lse, float *scratch) {
     const int64_t B = a->B, H = a->H, T = a->T, D = a->D;
-    const int64_t per = D * T + T;
+    const int64_t per = D * T + 2 * T;
 #pragma omp parallel for schedule(dynamic, 1) if (B * H > 1 && B * H * T * T * D > 65536)
     for (int64_t bh = 0; bh < B * H; bh++) {
         const int64_t b = bh / H, h = bh % H, hk = h / a->rep;
@@ -188,14 +183,14 @@ static int attention_backward(mtft_graph *g, mtft_node *n) {
     a.B = q->ne[0], a.H = q->ne[1], a.Hkv = k->ne[1], a.T = q->ne[2], a.D = q->ne[3];
     a.rep = a.H / a.Hkv, a.scale = n->f[0], a.causal = (int)n->i[0];
     const int64_t B = a.B, H = a.H, Hkv = a.Hkv, T = a.T, D = a.D;
-    const int64_t per = 2 * D * T + 2 * T;
+    const int64_t per = 2 * D * T + 3 * T;
     float *scratch = mtft__scratch(g, (size_t)(n_workers() * per) * sizeof(float));
     if (!scratch) return g->status ? g->status : MTFT_ENOMEM;
     const float *o = n->out->data, *dout = n->out->grad;
 #pragma omp parallel for schedule(dynamic, 1) if (B * Hkv > 1 && B * H * T * T * D > 65536)
     for (int64_t bg = 0; bg < B * Hkv; bg++) {
         const int64_t b = bg / Hkv, hk = bg % Hkv, L = sv->len[b];
-        float *kt = scratch + worker_id() * per, *vt = kt + D * T, *p = vt + D * T, *ds = p + T;
+        float *kt = scratch + worker_id() * per, *vt = kt + D * T, *sc = vt + D * T, *p = sc + T, *ds = p + T;
         const float *kb = k->data + b * k->st[0] + hk * k->st[1];
         transpose_head(kt, kb, k->st[2], L, T, D);
         transpose_head(vt, v->data + b * v->st[0] + hk * v->st[1], v->st[2], L, T, D);
@@ -203,7 +198,7 @@ static int attention_backward(mtft_graph *g, mtft_node *n) {
             const int64_t h = hk * a.rep + r, bh = b * H + h;
             bwd_head(&a, L, q->data + b * q->st[0] + h * q->st[1], q->st[2], kb, k->st[2], kt, vt, o + bh * T * D,
                      dout + bh * T * D, sv->lse + bh * T, dq ? dq + bh * T * D : NULL, dk ? dk + bg * T * D : NULL,
-                     dv ? dv + bg * T * D : NULL, p, ds);
+                     dv ? dv + bg * T * D : NULL, sc, p, ds);
         }
     }
     return MTFT_OK;
@@ -243,7 +238,7 @@ mtft_tensor *mtft_attention(mtft_graph *g, mtft_tensor *q, mtft_tensor *k, mtft_
     attn_saved *sv = mtft__scratch(g, sizeof *sv);
     int32_t *len = mtft__scratch(g, (size_t)a.B * sizeof *len);
     float *lse = mtft__scratch(g, (size_t)(a.B * a.H * a.T) * sizeof(float));
-    float *scratch = mtft__scratch(g, (size_t)(n_workers() * (a.D * a.T + a.T)) * sizeof(float));
+    float *scratch = mtft__scratch(g, (size_t)(n_workers() * (a.D * a.T + 2 * a.T)) * sizeof(float));
     mtft_tensor *o = mtft__new(g, 4, q->ne);
     if (!sv || !len || !lse || !scratch || !o) return NULL;
     for (int64_t b = 0; b < a.B; b++) len[b] = valid_len ? valid_len[b] : (int32_t)a.T;
