@@ -471,6 +471,20 @@ START_TEST(test_heads_lm_prompt_masked) {
             if (eff[r * T + t] == IGN) ck_assert_msg(s == 0.0, "gradient at masked position (%d, %d)", r, t);
             else ck_assert_msg(s > 0.0, "no gradient at target position (%d, %d)", r, t);
         }
+    /* logits were computed at the 7 target tokens only: the tape gathers rows first */
+    int gathered = 0;
+    for (int i = 0; i < mtft_graph_n_nodes(g); i++) gathered += strcmp(mtft_graph_node_op(g, i), "head_gather_rows") == 0;
+    ck_assert_int_eq(gathered, 1);
+    /* every position a target (plain causal LM, no padding): the full path */
+    {
+        mtft_graph *g2 = new_graph();
+        int32_t all[B * T];
+        for (int i = 0; i < B * T; i++) all[i] = (i * 5 + 1) % V;
+        const mtft_head_targets ta = {NULL, all, NULL, 0};
+        float full = loss_value(mtft_head_loss(h, g2, m, leaf(g2, B, T, C, x, 0), NULL, &ta));
+        assert_rel(full, naive_ce(z, B * T, V, all, NULL, 0.0), 1e-5, "LM loss, all positions");
+        mtft_graph_free(g2);
+    }
     /* the tied embedding received the LM head's gradient */
     size_t ng = 0;
     const float *gb = mtft_param_group_grad(mtft_model_base_group(m), &ng);

@@ -9,6 +9,9 @@
  *   with a hidden layer: x = dropout(act(x dense.W^T + dense.b))   [.., H]
  *   out = x out_proj.W^T + out_proj.b        [.., L]
  *   LM: out = x lm_head.W^T (own projection) or the model's LM head  [b, T, V]
+ * The LM loss computes logits only at the target tokens: their rows of x
+ * are gathered first (gather.c), so prompt and padding cost no [V, C]
+ * product.
  *
  * Losses are built from the tensor ops (cross_entropy, bce_logits, mse,
  * huber), so their gradients come from the ops' backward kernels. The class
@@ -327,9 +330,9 @@ static mtft_tensor *activation(mtft_graph *g, mtft_tensor *x, mtft_head_activati
     return NULL;
 }
 
-/* The output after check_call. */
-static mtft_tensor *head_out(mtft_head *h, mtft_graph *g, mtft_model *m, mtft_tensor *hidden,
-                             const int32_t *valid_len) {
+/* The input of the output layer after check_call: pooled or per-token,
+ * dropout, optional hidden layer. */
+static mtft_tensor *head_input(mtft_head *h, mtft_graph *g, mtft_tensor *hidden, const int32_t *valid_len) {
     mtft_tensor *x = hidden;
     if (seq_level(h->o.kind)) x = mtft_pool(g, x, valid_len, h->o.pool);
     else if (!mtft__contig(x)) x = mtft_contiguous(g, x);
@@ -338,6 +341,12 @@ static mtft_tensor *head_out(mtft_head *h, mtft_graph *g, mtft_model *m, mtft_te
         x = activation(g, mtft_linear(g, x, h->dense_w, h->dense_b), h->o.activation);
         if (h->o.dropout > 0.0f) x = mtft_dropout(g, x, h->o.dropout);
     }
+    return x;
+}
+
+/* The output layer on x [..., C or H]. */
+static mtft_tensor *head_proj(mtft_head *h, mtft_graph *g, mtft_model *m, mtft_tensor *x) {
+    if (!x) return NULL;
     if (h->o.kind != MTFT_HEAD_LM) return mtft_linear(g, x, h->out_w, h->out_b);
     if (h->lm_w) return mtft_linear(g, x, h->lm_w, NULL);
     if (!m) return hfail(h, g, MTFT_EINVAL, "an lm head on the model's LM head needs the model (m is NULL)");
@@ -345,6 +354,12 @@ static mtft_tensor *head_out(mtft_head *h, mtft_graph *g, mtft_model *m, mtft_te
     if (C != h->n_embd)
         return hfail(h, g, MTFT_ESHAPE, "head n_embd %d does not match the model's n_embd %d", h->n_embd, C);
     return mtft_model_logits(m, g, x);
+}
+
+/* The output after check_call. */
+static mtft_tensor *head_out(mtft_head *h, mtft_graph *g, mtft_model *m, mtft_tensor *hidden,
+                             const int32_t *valid_len) {
+    return head_proj(h, g, m, head_input(h, g, hidden, valid_len));
 }
 
 mtft_tensor *mtft_head_forward(mtft_head *h, mtft_graph *g, mtft_model *m, mtft_tensor *hidden,
@@ -448,6 +463,7 @@ mtft_tensor *mtft_head__loss(mtft_head *h, mtft_graph *g, mtft_model *m, mtft_te
         }
         int32_t *tg = mtft__scratch(g, (size_t)(b * T) * sizeof(int32_t));
         if (!tg) return NULL;
+        int64_t M = 0;
         for (int64_t r = 0; r < b; r++) {
             const int64_t len = valid_len ? valid_len[r] : T;
             for (int64_t s = 0; s < T; s++) {
@@ -460,7 +476,24 @@ mtft_tensor *mtft_head__loss(mtft_head *h, mtft_graph *g, mtft_model *m, mtft_te
                     return hfail(h, g, MTFT_ERANGE, "%s %d at row %lld, token %lld outside [0, %d)",
                                  lm ? "target token id" : "tag", (int)y, (long long)(row0 + r), (long long)s, V);
                 tg[r * T + s] = y;
+                M += y != MTFT_HEAD_IGNORE_INDEX;
             }
+        }
+        if (lm && M > 0 && M < b * T) {
+            /* logits at the target tokens only: gather their rows, then the [V, C] projection */
+            int32_t *idx = mtft__scratch(g, (size_t)M * sizeof(int32_t));
+            int32_t *ty = mtft__scratch(g, (size_t)M * sizeof(int32_t));
+            if (!idx || !ty) return NULL;
+            int64_t j = 0;
+            for (int64_t i = 0; i < b * T; i++)
+                if (tg[i] != MTFT_HEAD_IGNORE_INDEX) {
+                    idx[j] = (int32_t)i;
+                    ty[j++] = tg[i];
+                }
+            mtft_tensor *x = head_input(h, g, hidden, valid_len);
+            mtft_tensor *out = head_proj(h, g, m, x ? mtft_heads__gather_rows(g, x, idx, M) : NULL);
+            if (!out) return NULL;
+            return mtft_cross_entropy(g, out, ty, MTFT_HEAD_IGNORE_INDEX, h->o.label_smoothing);
         }
         mtft_tensor *out = head_out(h, g, m, hidden, valid_len);
         if (!out) return NULL;

@@ -32,4 +32,8 @@ int mtft_head__validate(int n_embd, const mtft_head_options *o);
 mtft_tensor *mtft_head__loss(mtft_head *h, mtft_graph *g, mtft_model *m, mtft_tensor *hidden,
                              const int32_t *valid_len, const mtft_head_targets *t, int row0);
 
+/* Rows idx[0..M-1] (distinct, in [0, N)) of x [..., C] viewed as [N, C] ->
+ * [M, C]; backward scatter-adds (gather.c). */
+mtft_tensor *mtft_heads__gather_rows(mtft_graph *g, mtft_tensor *x, const int32_t *idx, int64_t M);
+
 #endif
