@@ -61,6 +61,10 @@ START_TEST(test_model_config_validate) {
     c.vocab_size = 0;
     ck_assert_int_eq(mtft_model_config_validate(&c), MTFT_EINVAL);
     ck_assert_ptr_nonnull(strstr(mtft_error_last()->message, "vocab_size"));
+    c = tiny_config(MTFT_ARCH_GPT2);
+    c.attn_bias = 1;
+    ck_assert_int_eq(mtft_model_config_validate(&c), MTFT_EINVAL);
+    ck_assert_ptr_nonnull(strstr(mtft_error_last()->message, "attn_bias"));
     c = tiny_config(MTFT_ARCH_LLAMA);
     c.resid_pdrop = 1.0f;
     ck_assert_int_eq(mtft_model_config_validate(&c), MTFT_EINVAL);
@@ -326,6 +330,22 @@ START_TEST(test_model_parity_gpt2) { parity("gpt2"); }
 END_TEST
 START_TEST(test_model_parity_llama) { parity("llama"); }
 END_TEST
+/* LLaMA with q/k/v biases, tied embeddings, theta 1e6 (Qwen2), loaded
+ * from a config.json with model_type "qwen2". */
+START_TEST(test_model_parity_qwen2) {
+    parity("qwen2");
+    fixture f;
+    fixture_open(&f, "qwen2");
+    const mtft_model_config *c = mtft_model_get_config(f.m);
+    ck_assert_int_eq(c->attn_bias, 1);
+    ck_assert_int_eq(c->tie_embeddings, 1);
+    ck_assert_float_eq(c->rope_theta, 1e6f);
+    mtft_param_group *pg = mtft_model_base_group(f.m);
+    ck_assert_int_eq(mtft_tensor_dim(mtft_param_group_find(pg, "model.layers.1.self_attn.k_proj.bias"), 0), 16);
+    ck_assert_ptr_null(mtft_param_group_find(pg, "lm_head.weight"));
+    fixture_close(&f);
+}
+END_TEST
 
 /* The same weights as a bidirectional encoder (causal = 0). */
 static void parity_bidir(const char *name) {
@@ -354,16 +374,38 @@ static void parity_bidir(const char *name) {
 START_TEST(test_model_parity_bidir) {
     parity_bidir("gpt2");
     parity_bidir("llama");
+    parity_bidir("qwen2");
 }
 END_TEST
 
 /* ---- HF load and save ------------------------------------------------------ */
 START_TEST(test_model_hf_roundtrip) {
-    const char *names[] = {"gpt2", "llama"};
-    for (int k = 0; k < 2; k++) {
+    const char *names[] = {"gpt2", "llama", "qwen2"};
+    for (int k = 0; k < 3; k++) {
         fixture f;
         fixture_open(&f, names[k]);
         const mtft_model_config *c = mtft_model_get_config(f.m);
+        if (k == 2) { /* round trip only */
+            char dir[] = "/tmp/mtft_model_XXXXXX", path[256];
+            ck_assert_ptr_nonnull(mkdtemp(dir));
+            ck_assert_msg(mtft_model_save_hf(f.m, dir) == 0, "%s", mtft_error_last()->message);
+            mtft_model *m2 = NULL;
+            ck_assert_msg(mtft_model_load_hf(&m2, dir) == 0, "%s", mtft_error_last()->message);
+            ck_assert_int_eq(memcmp(c, mtft_model_get_config(m2), sizeof *c), 0);
+            size_t n1, n2;
+            const float *d1 = mtft_param_group_data(mtft_model_base_group(f.m), &n1);
+            const float *d2 = mtft_param_group_data(mtft_model_base_group(m2), &n2);
+            ck_assert_uint_eq(n1, n2);
+            ck_assert_int_eq(memcmp(d1, d2, n1 * sizeof(float)), 0);
+            mtft_model_free(m2);
+            snprintf(path, sizeof path, "%s/model.safetensors", dir);
+            unlink(path);
+            snprintf(path, sizeof path, "%s/config.json", dir);
+            unlink(path);
+            rmdir(dir);
+            fixture_close(&f);
+            continue;
+        }
         ck_assert_int_eq(c->arch, k == 0 ? MTFT_ARCH_GPT2 : MTFT_ARCH_LLAMA);
         ck_assert_int_eq(c->n_kv_head, k == 0 ? 4 : 2);
         ck_assert_int_eq(c->tie_embeddings, k == 0);
@@ -442,10 +484,14 @@ START_TEST(test_model_from_hf) {
     ck_assert_int_eq(c.n_kv_head, 2);
     ck_assert_int_eq(c.n_ctx, 512); /* exact within the sliding window */
     ck_assert_float_eq(c.rope_theta, 1e6f);
-    hf.attention_bias = 1;
+    ck_assert_int_eq(c.attn_bias, 0);
+    hf.attention_bias = 1; /* Qwen2 */
+    ck_assert_int_eq(mtft_model_config_from_hf(&c, &hf), 0);
+    ck_assert_int_eq(c.attn_bias, 1);
+    hf.mlp_bias = 1;
     ck_assert_int_eq(mtft_model_config_from_hf(&c, &hf), MTFT_EUNSUPPORTED);
-    ck_assert_ptr_nonnull(strstr(mtft_error_last()->message, "attention_bias"));
-    hf.attention_bias = 0;
+    ck_assert_ptr_nonnull(strstr(mtft_error_last()->message, "mlp_bias"));
+    hf.mlp_bias = 0;
     snprintf(hf.hidden_act, sizeof hf.hidden_act, "gelu");
     ck_assert_int_eq(mtft_model_config_from_hf(&c, &hf), MTFT_EUNSUPPORTED);
     snprintf(hf.hidden_act, sizeof hf.hidden_act, "silu");
@@ -762,6 +808,7 @@ static Suite *mtft_test_model_suite(void) {
     tcase_set_timeout(par, 300);
     tcase_add_test(par, test_model_parity_gpt2);
     tcase_add_test(par, test_model_parity_llama);
+    tcase_add_test(par, test_model_parity_qwen2);
     tcase_add_test(par, test_model_parity_bidir);
     tcase_add_test(par, test_model_hf_roundtrip);
     tcase_add_test(par, test_model_hf_prefixed);

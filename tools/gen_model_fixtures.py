@@ -5,7 +5,8 @@ plain PyTorch (float32) with Hugging Face semantics, no `transformers`.
 GPT-2: pre-LN, learned positions, GELU tanh ("gelu_new"), Conv1D weights
 [in, out], fused c_attn, tied LM head. LLaMA: RMSNorm, RoPE (rotate_half),
 SwiGLU, no biases, grouped-query attention (n_kv_head < n_head), separate
-lm_head. Dropout 0.
+lm_head. Qwen2 flavour: the LLaMA model with q/k/v biases, tied embeddings
+and rope_theta 1e6. Dropout 0.
 
 For each model, tests/fixtures/model/<name>/ gets
   config.json        HF config
@@ -148,36 +149,49 @@ def rotate_half(x):
 
 
 class Llama:
-    def __init__(self):
+    """qwen2=True: Qwen2 flavour: q/k/v biases, tied embeddings, theta 1e6."""
+
+    def __init__(self, qwen2=False):
         F = 64
-        self.H, self.Hkv, self.theta, self.eps = 4, 2, 10000.0, 1e-6
-        self.cfg = {"model_type": "llama", "vocab_size": V, "hidden_size": C, "intermediate_size": F,
-                    "num_hidden_layers": L, "num_attention_heads": self.H, "num_key_value_heads": self.Hkv,
-                    "rms_norm_eps": self.eps, "rope_theta": self.theta, "max_position_embeddings": NCTX,
-                    "tie_word_embeddings": False, "hidden_act": "silu", "architectures": ["LlamaForCausalLM"]}
+        self.H, self.Hkv, self.eps = 4, 2, 1e-6
+        self.theta = 1e6 if qwen2 else 10000.0
+        self.bias, self.tie = qwen2, qwen2
+        self.cfg = {"model_type": "qwen2" if qwen2 else "llama", "vocab_size": V, "hidden_size": C,
+                    "intermediate_size": F, "num_hidden_layers": L, "num_attention_heads": self.H,
+                    "num_key_value_heads": self.Hkv, "rms_norm_eps": self.eps, "rope_theta": self.theta,
+                    "max_position_embeddings": NCTX, "tie_word_embeddings": self.tie, "hidden_act": "silu",
+                    "use_sliding_window": False,
+                    "architectures": ["Qwen2ForCausalLM" if qwen2 else "LlamaForCausalLM"]}
         D = C // self.H
         p = []
 
         def mat(name, *shape, std=0.15):
             p.append((name, torch.randn(*shape) * std))
 
-        def vec(name, n):
-            p.append((name, 1.0 + 0.1 * torch.randn(n)))
+        def vec(name, n, base=1.0):
+            p.append((name, base + 0.1 * torch.randn(n)))
 
         mat("model.embed_tokens.weight", V, C, std=0.5)
         for l in range(L):
             h = "model.layers.%d." % l
             vec(h + "input_layernorm.weight", C)
             mat(h + "self_attn.q_proj.weight", C, C, std=0.3)
+            if self.bias:
+                vec(h + "self_attn.q_proj.bias", C, 0.0)
             mat(h + "self_attn.k_proj.weight", self.Hkv * D, C, std=0.3)
+            if self.bias:
+                vec(h + "self_attn.k_proj.bias", self.Hkv * D, 0.0)
             mat(h + "self_attn.v_proj.weight", self.Hkv * D, C)
+            if self.bias:
+                vec(h + "self_attn.v_proj.bias", self.Hkv * D, 0.0)
             mat(h + "self_attn.o_proj.weight", C, C)
             vec(h + "post_attention_layernorm.weight", C)
             mat(h + "mlp.gate_proj.weight", F, C, std=0.2)
             mat(h + "mlp.up_proj.weight", F, C, std=0.2)
             mat(h + "mlp.down_proj.weight", C, F)
         vec("model.norm.weight", C)
-        mat("lm_head.weight", V, C, std=0.2)
+        if not self.tie:
+            mat("lm_head.weight", V, C, std=0.2)
         self.params = [(n, t.requires_grad_()) for n, t in p]
         self.P = dict(self.params)
 
@@ -195,9 +209,12 @@ class Llama:
         for l in range(L):
             h = "model.layers.%d." % l
             a = self.rms(x, P[h + "input_layernorm.weight"])
-            q = (a @ P[h + "self_attn.q_proj.weight"].t()).view(B, T, H, D).transpose(1, 2)
-            k = (a @ P[h + "self_attn.k_proj.weight"].t()).view(B, T, Hkv, D).transpose(1, 2)
-            v = (a @ P[h + "self_attn.v_proj.weight"].t()).view(B, T, Hkv, D).transpose(1, 2)
+            q, k, v = [a @ P[h + "self_attn.%s_proj.weight" % n].t() for n in "qkv"]
+            if self.bias:
+                q, k, v = [t + P[h + "self_attn.%s_proj.bias" % n] for t, n in zip((q, k, v), "qkv")]
+            q = q.view(B, T, H, D).transpose(1, 2)
+            k = k.view(B, T, Hkv, D).transpose(1, 2)
+            v = v.view(B, T, Hkv, D).transpose(1, 2)
             q = q * cos + rotate_half(q) * sin
             k = k * cos + rotate_half(k) * sin
             y = attention(q, k, v, causal, valid).transpose(1, 2).contiguous().view(B, T, C)
@@ -206,7 +223,7 @@ class Llama:
             g = torch.nn.functional.silu(a @ P[h + "mlp.gate_proj.weight"].t())
             x = x + (g * (a @ P[h + "mlp.up_proj.weight"].t())) @ P[h + "mlp.down_proj.weight"].t()
         x = self.rms(x, P["model.norm.weight"])
-        return x @ P["lm_head.weight"].t()
+        return x @ P["model.embed_tokens.weight" if self.tie else "lm_head.weight"].t()
 
 
 def build(name, model):
@@ -256,4 +273,5 @@ def build(name, model):
 if __name__ == "__main__":
     build("gpt2", GPT2())
     build("llama", Llama())
+    build("qwen2", Llama(qwen2=True))
     sys.exit(0)

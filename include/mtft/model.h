@@ -12,6 +12,7 @@
  *          ln_f.{weight,bias}
  *   LLaMA: model.embed_tokens.weight, model.layers.N.input_layernorm.weight,
  *          model.layers.N.self_attn.{q,k,v,o}_proj.weight ([out,in]),
+ *          model.layers.N.self_attn.{q,k,v}_proj.bias (attn_bias only),
  *          model.layers.N.post_attention_layernorm.weight,
  *          model.layers.N.mlp.{gate,up,down}_proj.weight, model.norm.weight,
  *          lm_head.weight (absent when tied)
@@ -49,18 +50,19 @@ typedef struct mtft_model_config {
     int causal;         /* 1: decoder (causal attention); 0: bidirectional encoder */
     float embd_pdrop;   /* dropout after the embeddings (training graphs only) */
     float resid_pdrop;  /* dropout on each residual branch (training graphs only) */
+    int attn_bias;      /* LLaMA family: q/k/v projections have biases (Qwen2); GPT-2: must be 0 */
 } mtft_model_config;
 
 #define MTFT_MODEL_CONFIG_VERSION 1
 #define MTFT_MODEL_CONFIG_INIT                                                                      \
     {MTFT_MODEL_CONFIG_VERSION, MTFT_ARCH_GPT2, 50257, 1024, 768, 12, 12, 12, 3072, 1e-5f, 10000.0f, 1, \
-     1, 0.0f, 0.0f}
+     1, 0.0f, 0.0f, 0}
 
 typedef struct mtft_model mtft_model;
 
 /* Fill cfg from a Hugging Face config (mtft_hf_config_load). GPT-2 and
  * LLaMA-family configs map directly; features mtft does not implement
- * (q/k/v or MLP biases in LLaMA-family models, RoPE scaling, a head_dim
+ * (MLP biases in LLaMA-family models, RoPE scaling, a head_dim
  * other than hidden/heads, activations other than gelu_new / silu) are
  * MTFT_EUNSUPPORTED naming the key. A sliding window limits n_ctx to the
  * window (where the model is exact). causal = 1; attention-probability

@@ -3,6 +3,7 @@
  * GPT-2 (pre-LN):  x += drop(c_proj(attn(split(c_attn(ln_1(x))))))
  *                  x += drop(mlp.c_proj(gelu_tanh(c_fc(ln_2(x)))))
  * LLaMA:           x += o_proj(attn(rope(q_proj(n)), rope(k_proj(n)), v_proj(n))), n = rmsnorm(x)
+ *                  (q/k/v biases with attn_bias, as Qwen2)
  *                  x += down_proj(silu(gate_proj(n)) * up_proj(n)),             n = rmsnorm(x)
  *
  * Heads are split out of a projection [B,T,n*D] with views (reshape to
@@ -15,6 +16,7 @@
 #include "nn_impl.h"
 
 mtft_tensor *mtft_nn__proj(mtft_nn_ctx *ctx, const char *name, mtft_tensor *x, mtft_tensor *w, mtft_tensor *b) {
+    if (x && ctx->m->proj_in_hook) x = ctx->m->proj_in_hook(ctx, name, x, ctx->m->proj_payload);
     mtft_tensor *y = ctx->m->cfg.arch == MTFT_ARCH_GPT2 ? mtft_linear_t(ctx->g, x, w, b) : mtft_linear(ctx->g, x, w, b);
     if (y && ctx->m->proj_hook) y = ctx->m->proj_hook(ctx, name, x, y, ctx->m->proj_payload);
     return y;
@@ -135,9 +137,9 @@ static mtft_tensor *llama_block(mtft_nn_ctx *ctx, mtft_tensor *x) {
     int64_t H = c->n_head, Hkv = c->n_kv_head, D = c->n_embd / c->n_head;
 
     mtft_tensor *h = mtft_rmsnorm(g, x, L->attn_norm_w, c->norm_eps);
-    mtft_tensor *q = mtft_nn__proj(ctx, "self_attn.q_proj", h, L->q_w, NULL); /* [B,T,H*D] */
-    mtft_tensor *k = mtft_nn__proj(ctx, "self_attn.k_proj", h, L->k_w, NULL); /* [B,T,Hkv*D] */
-    mtft_tensor *v = mtft_nn__proj(ctx, "self_attn.v_proj", h, L->v_w, NULL);
+    mtft_tensor *q = mtft_nn__proj(ctx, "self_attn.q_proj", h, L->q_w, L->q_b); /* [B,T,H*D] */
+    mtft_tensor *k = mtft_nn__proj(ctx, "self_attn.k_proj", h, L->k_w, L->k_b); /* [B,T,Hkv*D] */
+    mtft_tensor *v = mtft_nn__proj(ctx, "self_attn.v_proj", h, L->v_w, L->v_b);
     q = mtft_nn__rope(g, heads_view(g, q, H, D, 0, H), ctx->pos0, c->rope_theta);
     k = mtft_nn__rope(g, heads_view(g, k, Hkv, D, 0, Hkv), ctx->pos0, c->rope_theta);
     v = heads_view(g, v, Hkv, D, 0, Hkv);

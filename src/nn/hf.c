@@ -32,9 +32,7 @@ int mtft_model_config_from_hf(mtft_model_config *cfg, const mtft_hf_config *hf) 
         if (strcmp(hf->hidden_act, "silu") != 0)
             return mtft__err(MTFT_EUNSUPPORTED, "hf config: %s hidden_act '%s' (only silu)", hf->model_type,
                              hf->hidden_act);
-        if (hf->attention_bias)
-            return mtft__err(MTFT_EUNSUPPORTED, "hf config: %s with attention biases (attention_bias) is not supported",
-                             hf->model_type);
+        c.attn_bias = hf->attention_bias ? 1 : 0; /* q/k/v biases (Qwen2) */
         if (hf->mlp_bias) return mtft__err(MTFT_EUNSUPPORTED, "hf config: %s mlp_bias is not supported", hf->model_type);
         if (hf->rope_scaling_type[0] && strcmp(hf->rope_scaling_type, "default") != 0)
             return mtft__err(MTFT_EUNSUPPORTED, "hf config: rope_scaling type '%s' is not supported",
@@ -229,9 +227,10 @@ static int write_config(const mtft_model *m, const char *path) {
                 "  \"vocab_size\": %d,\n  \"max_position_embeddings\": %d,\n  \"hidden_size\": %d,\n"
                 "  \"intermediate_size\": %d,\n  \"num_hidden_layers\": %d,\n  \"num_attention_heads\": %d,\n"
                 "  \"num_key_value_heads\": %d,\n  \"rms_norm_eps\": %.9g,\n  \"rope_theta\": %.9g,\n"
-                "  \"hidden_act\": \"silu\",\n  \"tie_word_embeddings\": %s\n}\n",
+                "  \"hidden_act\": \"silu\",\n  \"attention_bias\": %s,\n  \"tie_word_embeddings\": %s\n}\n",
                 c->vocab_size, c->n_ctx, c->n_embd, c->n_ff, c->n_layer, c->n_head, c->n_kv_head,
-                (double)c->norm_eps, (double)c->rope_theta, c->tie_embeddings ? "true" : "false");
+                (double)c->norm_eps, (double)c->rope_theta, c->attn_bias ? "true" : "false",
+                c->tie_embeddings ? "true" : "false");
     }
     int bad = ferror(f);
     if (fclose(f) != 0 || bad) {

@@ -39,6 +39,10 @@ int mtft_model_config_validate(const mtft_model_config *c) {
                          (double)c->embd_pdrop, (double)c->resid_pdrop);
     if (c->causal != 0 && c->causal != 1)
         return mtft__err(MTFT_EINVAL, "model config: causal is %d, must be 0 or 1", c->causal);
+    if (c->attn_bias != 0 && c->attn_bias != 1)
+        return mtft__err(MTFT_EINVAL, "model config: attn_bias is %d, must be 0 or 1", c->attn_bias);
+    if (c->arch == MTFT_ARCH_GPT2 && c->attn_bias)
+        return mtft__err(MTFT_EINVAL, "model config: attn_bias is for LLaMA-family models (GPT-2 always has biases)");
     if (c->tie_embeddings != 0 && c->tie_embeddings != 1)
         return mtft__err(MTFT_EINVAL, "model config: tie_embeddings is %d, must be 0 or 1", c->tie_embeddings);
     return MTFT_OK;
@@ -88,8 +92,11 @@ static int declare(mtft_model *m) {
             const char *p = "model.layers.";
             CHK(L->attn_norm_w = add(pg, p, l, "input_layernorm.weight", C, 0));
             CHK(L->q_w = add(pg, p, l, "self_attn.q_proj.weight", C, C));
+            if (c->attn_bias) CHK(L->q_b = add(pg, p, l, "self_attn.q_proj.bias", C, 0));
             CHK(L->k_w = add(pg, p, l, "self_attn.k_proj.weight", Dk, C));
+            if (c->attn_bias) CHK(L->k_b = add(pg, p, l, "self_attn.k_proj.bias", Dk, 0));
             CHK(L->v_w = add(pg, p, l, "self_attn.v_proj.weight", Dk, C));
+            if (c->attn_bias) CHK(L->v_b = add(pg, p, l, "self_attn.v_proj.bias", Dk, 0));
             CHK(L->o_w = add(pg, p, l, "self_attn.o_proj.weight", C, C));
             CHK(L->mlp_norm_w = add(pg, p, l, "post_attention_layernorm.weight", C, 0));
             CHK(L->gate_w = add(pg, p, l, "mlp.gate_proj.weight", F, C));

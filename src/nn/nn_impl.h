@@ -14,6 +14,7 @@ typedef struct mtft_nn_layer {
     mtft_tensor *attn_norm_w, *attn_norm_b;
     mtft_tensor *qkv_w, *qkv_b;
     mtft_tensor *q_w, *k_w, *v_w;
+    mtft_tensor *q_b, *k_b, *v_b; /* LLaMA family with attn_bias (Qwen2), else NULL */
     mtft_tensor *o_w, *o_b;
     mtft_tensor *mlp_norm_w, *mlp_norm_b;
     mtft_tensor *fc_w, *fc_b;
@@ -30,6 +31,11 @@ typedef struct mtft_nn_ctx mtft_nn_ctx;
 typedef mtft_tensor *(*mtft_nn_proj_hook)(mtft_nn_ctx *ctx, const char *name, mtft_tensor *x, mtft_tensor *y,
                                           void *payload);
 
+/* Called by mtft_nn__proj before the base projection (added for PEFT: (IA)3
+ * scales the input of the MLP down projection): returns the input to use
+ * instead, or NULL on error. Shares proj_payload with proj_hook. */
+typedef mtft_tensor *(*mtft_nn_proj_in_hook)(mtft_nn_ctx *ctx, const char *name, mtft_tensor *x, void *payload);
+
 struct mtft_model {
     mtft_model_config cfg;
     mtft_param_group *base;
@@ -39,6 +45,7 @@ struct mtft_model {
     mtft_tensor *lm_head;  /* [V,C]: wte when tied */
     mtft_nn_layer *layers; /* n_layer */
     mtft_nn_proj_hook proj_hook;
+    mtft_nn_proj_in_hook proj_in_hook;
     void *proj_payload;
 };
 
