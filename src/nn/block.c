@@ -3,8 +3,8 @@
  * GPT-2 (pre-LN):  x += drop(c_proj(attn(split(c_attn(ln_1(x))))))
  *                  x += drop(mlp.c_proj(gelu_tanh(c_fc(ln_2(x)))))
  * LLaMA:           x += o_proj(attn(rope(q_proj(n)), rope(k_proj(n)), v_proj(n))), n = rmsnorm(x)
- *                  (q/k/v biases with attn_bias, as Qwen2)
  *                  x += down_proj(silu(gate_proj(n)) * up_proj(n)),             n = rmsnorm(x)
+ *                  (q/k/v projections have biases with attn_bias, as in Qwen2)
  *
  * Heads are split out of a projection [B,T,n*D] with views (reshape to
  * [B,T,n,D], transpose to [B,n,T,D], slice) that mtft_attention reads in
@@ -22,8 +22,10 @@ mtft_tensor *mtft_nn__proj(mtft_nn_ctx *ctx, const char *name, mtft_tensor *x, m
     return y;
 }
 
-/* x [B,T,n*D] contiguous -> view [B,cnt,T,D] of heads [off, off+cnt). */
+/* x [B,T,n*D] -> view [B,cnt,T,D] of heads [off, off+cnt). x is a
+ * projection's output, contiguous unless a hook returned a view. */
 static mtft_tensor *heads_view(mtft_graph *g, mtft_tensor *x, int64_t n, int64_t D, int64_t off, int64_t cnt) {
+    x = mtft_contiguous(g, x);
     if (!x) return NULL;
     int64_t shp[4] = {x->ne[0], x->ne[1], n, D};
     mtft_tensor *v = mtft_reshape(g, x, 4, shp);
