@@ -1,0 +1,227 @@
+/* PEFT ops with hand-written backward: combining per-task row ranges into a
+ * projection output, and Poly's skill mixing. Both accumulate (+=) into
+ * their inputs' gradients like every op in src/tensor/ops. */
+#include <math.h>
+#include <string.h>
+
+#include "peft_impl.h"
+
+/* ---- rows_combine -------------------------------------------------------------- */
+
+typedef struct rc_saved {
+    int n;
+    mtft_tensor **src;
+    int64_t *u0, *nu;
+    int *add;
+} rc_saved;
+
+static int rows_combine_backward(mtft_graph *g, mtft_node *nd) {
+    rc_saved *s = nd->saved;
+    mtft_tensor *y = nd->in[0];
+    const float *dout = nd->out->grad;
+    int64_t B = y->ne[0], U = mtft__numel(y) / B;
+    float *dy = mtft__grad(g, y);
+    if (dy) {
+        unsigned char *rep = mtft__scratch(g, (size_t)B);
+        if (!rep) return MTFT_ENOMEM;
+        memset(rep, 0, (size_t)B);
+        for (int e = 0; e < s->n; e++)
+            if (!s->add[e]) memset(rep + s->u0[e], 1, (size_t)s->nu[e]);
+#pragma omp parallel for if (B * U > 65536)
+        for (int64_t b = 0; b < B; b++) {
+            if (rep[b]) continue;
+            float *d = dy + b * U;
+            const float *o = dout + b * U;
+            for (int64_t i = 0; i < U; i++) d[i] += o[i];
+        }
+    }
+    for (int e = 0; e < s->n; e++) {
+        float *ds = mtft__grad(g, s->src[e]);
+        if (!ds) continue;
+        int64_t n = s->nu[e] * U;
+        const float *o = dout + s->u0[e] * U;
+#pragma omp parallel for if (n > 65536)
+        for (int64_t i = 0; i < n; i++) ds[i] += o[i];
+    }
+    return g->status;
+}
+static const mtft_op_def rows_combine_op = {"peft_rows_combine", rows_combine_backward};
+
+mtft_tensor *mtft_peft__rows_combine(mtft_graph *g, mtft_tensor *y, int n, mtft_tensor **src, const int64_t *u0,
+                                     const int64_t *nu, const int *add) {
+    if (!mtft__op_begin(g, 1, y)) return NULL;
+    for (int e = 0; e < n; e++)
+        if (!mtft__op_begin(g, 1, src[e])) return NULL;
+    if (n == 0) return y;
+    char sy[64], ss[64];
+    mtft__shape_str(y, sy, sizeof sy);
+    if (!mtft__contig(y)) return mtft__op_fail(g, MTFT_EINVAL, "peft rows_combine: y %s is not contiguous", sy);
+    int64_t B = y->ne[0], U = mtft__numel(y) / B;
+    for (int e = 0; e < n; e++) {
+        mtft_tensor *t = src[e];
+        mtft__shape_str(t, ss, sizeof ss);
+        if (u0[e] < 0 || nu[e] < 1 || u0[e] + nu[e] > B || t->ne[0] != nu[e] || mtft__numel(t) != nu[e] * U ||
+            !mtft__contig(t))
+            return mtft__op_fail(g, MTFT_ESHAPE,
+                                 "peft rows_combine: entry %d %s does not fit rows [%lld, %lld) of y %s (contiguous, "
+                                 "same row size)",
+                                 e, ss, (long long)u0[e], (long long)(u0[e] + nu[e]), sy);
+    }
+    mtft_tensor *out = mtft__new(g, y->ndim, y->ne);
+    if (!out) return NULL;
+    memcpy(out->data, y->data, (size_t)(B * U) * sizeof(float));
+    for (int e = 0; e < n; e++) {
+        float *o = out->data + u0[e] * U;
+        const float *sd = src[e]->data;
+        int64_t m = nu[e] * U;
+        if (add[e]) {
+#pragma omp parallel for if (m > 65536)
+            for (int64_t i = 0; i < m; i++) o[i] += sd[i];
+        } else {
+            memcpy(o, sd, (size_t)m * sizeof(float));
+        }
+    }
+    /* The tape node lists y and one source that needs a gradient (so that
+     * it is recorded when any does); all sources are in `saved`. */
+    mtft_tensor *any = NULL;
+    for (int e = 0; e < n && !any; e++)
+        if (mtft__needs_grad(src[e])) any = src[e];
+    mtft_node *nd = any ? mtft__record(g, &rows_combine_op, out, 2, y, any)
+                        : mtft__record(g, &rows_combine_op, out, 1, y);
+    if (nd) {
+        rc_saved *s = mtft__scratch(g, sizeof *s);
+        if (!s) return NULL;
+        s->n = n;
+        s->src = mtft__scratch(g, (size_t)n * sizeof *s->src);
+        s->u0 = mtft__scratch(g, (size_t)n * sizeof *s->u0);
+        s->nu = mtft__scratch(g, (size_t)n * sizeof *s->nu);
+        s->add = mtft__scratch(g, (size_t)n * sizeof *s->add);
+        if (!s->src || !s->u0 || !s->nu || !s->add) return NULL;
+        memcpy(s->src, src, (size_t)n * sizeof *s->src);
+        memcpy(s->u0, u0, (size_t)n * sizeof *s->u0);
+        memcpy(s->nu, nu, (size_t)n * sizeof *s->nu);
+        memcpy(s->add, add, (size_t)n * sizeof *s->add);
+        nd->saved = s;
+        nd->in[0] = y; /* backward reads y from in[0] */
+    }
+    return out;
+}
+
+/* ---- poly_mix -------------------------------------------------------------------- */
+
+/* Routing weights w [S, Q] of logits row l (S*Q floats). */
+static void poly_weights(const float *l, int64_t S, int64_t Q, int routing, float *w) {
+    for (int64_t s = 0; s < S; s++) {
+        const float *ls = l + s * Q;
+        float *ws = w + s * Q;
+        if (routing == MTFT_POLY_SOFTMAX) {
+            float mx = ls[0];
+            for (int64_t q = 1; q < Q; q++) mx = ls[q] > mx ? ls[q] : mx;
+            double z = 0.0;
+            for (int64_t q = 0; q < Q; q++) z += exp((double)(ls[q] - mx));
+            for (int64_t q = 0; q < Q; q++) ws[q] = (float)(exp((double)(ls[q] - mx)) / z);
+        } else {
+            double z = 1e-12; /* PEFT's EPS */
+            for (int64_t q = 0; q < Q; q++) {
+                ws[q] = (float)(1.0 / (1.0 + exp(-(double)ls[q])));
+                z += ws[q];
+            }
+            for (int64_t q = 0; q < Q; q++) ws[q] = (float)(ws[q] / z);
+        }
+    }
+}
+
+static int poly_mix_backward(mtft_graph *g, mtft_node *nd) {
+    mtft_tensor *logits = nd->in[0], *skills = nd->in[1];
+    int64_t task = nd->i[0], routing = nd->i[1];
+    int64_t S = skills->ne[0], Q = skills->ne[1], D = skills->ne[2];
+    const float *dout = nd->out->grad;
+    const float *w = nd->saved;
+    float *dsk = mtft__grad(g, skills), *dl = mtft__grad(g, logits);
+    if (dsk)
+        for (int64_t s = 0; s < S; s++)
+            for (int64_t q = 0; q < Q; q++) {
+                float ww = w[s * Q + q];
+                float *d = dsk + (s * Q + q) * D;
+                const float *o = dout + s * D;
+                for (int64_t i = 0; i < D; i++) d[i] += ww * o[i];
+            }
+    if (dl) {
+        const float *l = logits->data + task * S * Q;
+        float *dlr = dl + task * S * Q;
+        for (int64_t s = 0; s < S; s++) {
+            double dw[64];
+            double *dwp = dw;
+            double *big = NULL;
+            if (Q > 64) {
+                big = mtft__scratch(g, (size_t)Q * sizeof(double));
+                if (!big) return MTFT_ENOMEM;
+                dwp = big;
+            }
+            for (int64_t q = 0; q < Q; q++) {
+                const float *sk = skills->data + (s * Q + q) * D;
+                const float *o = dout + s * D;
+                double acc = 0.0;
+                for (int64_t i = 0; i < D; i++) acc += (double)o[i] * sk[i];
+                dwp[q] = acc;
+            }
+            const float *ws = w + s * Q;
+            if (routing == MTFT_POLY_SOFTMAX) {
+                double dot = 0.0;
+                for (int64_t q = 0; q < Q; q++) dot += dwp[q] * ws[q];
+                for (int64_t q = 0; q < Q; q++) dlr[s * Q + q] += (float)(ws[q] * (dwp[q] - dot));
+            } else {
+                /* w = a / Z, a = sigmoid(l), Z = sum a + eps:
+                 * da_j = dw_j / Z - sum_q dw_q a_q / Z^2, dl_j = da_j a_j (1 - a_j) */
+                double a[64], *ap = a, z = 1e-12, dot = 0.0;
+                if (Q > 64) {
+                    ap = mtft__scratch(g, (size_t)Q * sizeof(double));
+                    if (!ap) return MTFT_ENOMEM;
+                }
+                for (int64_t q = 0; q < Q; q++) {
+                    ap[q] = 1.0 / (1.0 + exp(-(double)l[s * Q + q]));
+                    z += ap[q];
+                }
+                for (int64_t q = 0; q < Q; q++) dot += dwp[q] * ap[q];
+                for (int64_t q = 0; q < Q; q++) {
+                    double da = dwp[q] / z - dot / (z * z);
+                    dlr[s * Q + q] += (float)(da * ap[q] * (1.0 - ap[q]));
+                }
+            }
+        }
+    }
+    return g->status;
+}
+static const mtft_op_def poly_mix_op = {"peft_poly_mix", poly_mix_backward};
+
+mtft_tensor *mtft_peft__poly_mix(mtft_graph *g, mtft_tensor *logits, int task, mtft_tensor *skills,
+                                 mtft_poly_routing routing) {
+    if (!mtft__op_begin(g, 2, logits, skills)) return NULL;
+    char sl[64], ss[64];
+    mtft__shape_str(logits, sl, sizeof sl);
+    mtft__shape_str(skills, ss, sizeof ss);
+    if (skills->ndim != 3 || logits->ndim != 2 || logits->ne[1] != skills->ne[0] * skills->ne[1] || task < 0 ||
+        task >= logits->ne[0] || !mtft__contig(logits) || !mtft__contig(skills))
+        return mtft__op_fail(g, MTFT_ESHAPE, "peft poly_mix: logits %s (task %d) and skills %s do not fit "
+                             "([K, S*Q] and [S, Q, D], contiguous)", sl, task, ss);
+    int64_t S = skills->ne[0], Q = skills->ne[1], D = skills->ne[2];
+    float *w = mtft__scratch(g, (size_t)(S * Q) * sizeof(float));
+    int64_t shp[2] = {S, D};
+    mtft_tensor *out = mtft__zeros(g, 2, shp);
+    if (!w || !out) return NULL;
+    poly_weights(logits->data + (int64_t)task * S * Q, S, Q, (int)routing, w);
+    for (int64_t s = 0; s < S; s++)
+        for (int64_t q = 0; q < Q; q++) {
+            float ww = w[s * Q + q];
+            const float *sk = skills->data + (s * Q + q) * D;
+            float *o = out->data + s * D;
+            for (int64_t i = 0; i < D; i++) o[i] += ww * sk[i];
+        }
+    mtft_node *nd = mtft__record(g, &poly_mix_op, out, 2, logits, skills);
+    if (nd) {
+        nd->saved = w;
+        nd->i[0] = task;
+        nd->i[1] = routing;
+    }
+    return out;
+}
