@@ -1039,6 +1039,59 @@ START_TEST(test_shape_errors) {
 }
 END_TEST
 
+/* Each op records one named node when an input needs a gradient, none with
+ * grad disabled or when no input needs one; views alias data. */
+START_TEST(test_tape_nodes) {
+    mtft_graph *g = new_graph(3);
+    float x[2 * 2 * 4 * 3];
+    mtft_test_fill(x, 48, 1, -1, 1);
+    const int64_t sh[4] = {2, 2, 4, 3}, s2[2] = {16, 3};
+    const int32_t tg[16] = {0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2, 0};
+    for (int pass = 0; pass < 3; pass++) {
+        mtft_graph_reset(g);
+        mtft_graph_set_grad_enabled(g, pass != 1);
+        mtft_tensor *t = from(g, 4, sh, x);
+        if (pass != 2) mtft_tensor_set_requires_grad(g, t, 1);
+        mtft_tensor *outs[17];
+        int k = 0;
+        outs[k++] = mtft_softmax(g, t);
+        outs[k++] = mtft_log_softmax(g, t);
+        outs[k++] = mtft_attention(g, t, t, t, 1, NULL, 0);
+        outs[k++] = mtft_dropout(g, t, 0.5f);
+        outs[k++] = mtft_sum(g, t);
+        outs[k++] = mtft_mean(g, t);
+        outs[k++] = mtft_pool(g, mtft_reshape(g, t, 3, (const int64_t[]){4, 4, 3}), NULL, MTFT_POOL_MEAN);
+        outs[k++] = mtft_cross_entropy(g, mtft_reshape(g, t, 2, s2), tg, -100, 0);
+        outs[k++] = mtft_mse(g, t, x);
+        outs[k++] = mtft_huber(g, t, x, 1.0f);
+        outs[k++] = mtft_bce_logits(g, t, x, NULL);
+        outs[k++] = mtft_slice(g, t, 2, 1, 2);
+        outs[k] = mtft_transpose(g, t, 1, 2);
+        outs[k + 1] = mtft_contiguous(g, outs[k]);
+        k += 2;
+        outs[k++] = mtft_concat(g, (mtft_tensor *[]){t, t}, 2, 0);
+        for (int i = 0; i < k; i++) ck_assert_msg(outs[i] != NULL, "op %d: %s", i, mtft_error_last()->message);
+        const char *expect[] = {"softmax", "log_softmax", "attention", "dropout", "sum", "mean", "reshape", "pool",
+                                "reshape", "cross_entropy", "mse", "huber", "bce_logits", "slice", "transpose",
+                                "contiguous", "concat"};
+        const int ne = (int)(sizeof expect / sizeof expect[0]);
+        if (pass == 0) {
+            ck_assert_int_eq(mtft_graph_n_nodes(g), ne);
+            for (int i = 0; i < ne; i++) ck_assert_str_eq(mtft_graph_node_op(g, i), expect[i]);
+            ck_assert(mtft_tensor_requires_grad(outs[2]));
+        } else {
+            ck_assert_int_eq(mtft_graph_n_nodes(g), 0);
+            ck_assert(!mtft_tensor_requires_grad(outs[2]));
+        }
+        /* views share data, copies do not */
+        ck_assert_ptr_eq(mtft_tensor_data(outs[12]), mtft_tensor_data(t));
+        ck_assert_ptr_eq(mtft_tensor_data(outs[11]), mtft_tensor_data(t) + 1 * 3);
+        ck_assert_ptr_ne(mtft_tensor_data(outs[13]), mtft_tensor_data(t));
+    }
+    mtft_graph_free(g);
+}
+END_TEST
+
 static Suite *ops_b_suite(void) {
     Suite *s = suite_create("ops_b");
     TCase *fw = tcase_create("forward");
@@ -1076,6 +1129,7 @@ static Suite *ops_b_suite(void) {
     TCase *lim = tcase_create("limits");
     tcase_add_test(lim, test_attention_errors);
     tcase_add_test(lim, test_shape_errors);
+    tcase_add_test(lim, test_tape_nodes);
     suite_add_tcase(s, lim);
     return s;
 }
