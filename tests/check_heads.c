@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "mtft/head.h"
+#include "mtft/peft.h"
 #include "mtft_test.h"
 
 #define IGN MTFT_HEAD_IGNORE_INDEX
@@ -1143,6 +1144,95 @@ START_TEST(test_heads_multitask_errors) {
 }
 END_TEST
 
+
+/* With per-task LoRA (peft): batch rows in any order are grouped with
+ * mtft_peft_group_rows, the ranges go to mtft_peft_set_batch, and one mixed
+ * forward + backward gives each task's LoRA and head the same loss and
+ * gradients as that task alone on a frozen base. */
+START_TEST(test_heads_multitask_with_lora) {
+    mtft_model *m = tiny_model(23);
+    ck_assert_int_eq(mtft_param_group_set_trainable(mtft_model_base_group(m), 0), MTFT_OK);
+    mtft_peft *p = NULL;
+    ck_assert_int_eq(mtft_peft_new(&p, m, NT), MTFT_OK);
+    mtft_param_group *lora[NT];
+    for (int k = 0; k < NT; k++) {
+        mtft_lora_options lo = MTFT_LORA_OPTIONS_INIT;
+        lo.rank = 2;
+        lo.alpha = 4.0f;
+        lo.target_modules = "attn.c_attn|mlp.c_fc";
+        lo.seed = 30 + (uint64_t)k;
+        int rc = mtft_peft_add_lora(p, k, &lo, &lora[k]);
+        ck_assert_msg(rc == MTFT_OK, "add_lora: %s", mtft_error_last()->message);
+        for (int i = 0; i < mtft_param_group_count(lora[k]); i++) { /* B != 0, so A gets a gradient */
+            mtft_tensor *t = mtft_param_group_tensor(lora[k], i);
+            mtft_test_fill(mtft_tensor_data(t), mtft_tensor_numel(t), 50 + 10 * (uint64_t)k + (uint64_t)i, -0.3f, 0.3f);
+        }
+    }
+    /* group the batch (task order 2, 2, 0, 0, 0, 3, 1) into ascending task order */
+    int32_t perm[MB], off[NT + 1], ids[MB * MT], len[MB], cls[MB], tok[MB * MT], task[MB];
+    float vals[MB * 2];
+    ck_assert_int_eq(mtft_peft_group_rows(mt_task, MB, NT, perm, NULL, off), MTFT_OK);
+    for (int i = 0; i < MB; i++) {
+        const int r = perm[i];
+        memcpy(ids + i * MT, mt_ids + r * MT, sizeof(int32_t) * MT);
+        memcpy(tok + i * MT, mt_tok + r * MT, sizeof(int32_t) * MT);
+        memcpy(vals + i * 2, mt_vals + r * 2, sizeof(float) * 2);
+        len[i] = mt_len[r];
+        cls[i] = mt_cls[r];
+        task[i] = mt_task[r];
+    }
+    mtft_head_targets tg[NT];
+    for (int k = 0; k < NT; k++) tg[k] = (mtft_head_targets){cls, tok, vals, 2};
+    const float weights[NT] = {1.0f, 0.25f, 2.0f, 1.0f};
+    mtft_graph *g = new_graph();
+    for (int k = 0; k < NT; k++) {
+        mtft_param_group_zero_grad(lora[k]);
+        mtft_param_group_zero_grad(mtft_head_group(mt_heads[k]));
+    }
+    ck_assert_int_eq(mtft_peft_set_batch(p, g, off), MTFT_OK);
+    mtft_multitask_batch mb = {ids, MB, MT, len, task};
+    mtft_tensor *tl[NT], *total = NULL;
+    int rc = mtft_multitask_forward(m, g, &mb, mt_heads, tg, NT, weights, tl, &total, NULL);
+    ck_assert_msg(rc == MTFT_OK, "multitask_forward: %s", mtft_error_last()->message);
+    ck_assert_int_eq(mtft_graph_backward(g, total, NULL), MTFT_OK);
+    ck_assert_ptr_null(mtft_param_group_grad(mtft_model_base_group(m), NULL)); /* frozen: no gradient memory */
+    float mixed[NT], *gl[NT], *gh[NT];
+    size_t nl[NT], nh[NT];
+    for (int k = 0; k < NT; k++) {
+        mixed[k] = loss_value(tl[k]);
+        gl[k] = copy_grad(lora[k], &nl[k]);
+        gh[k] = copy_grad(mtft_head_group(mt_heads[k]), &nh[k]);
+    }
+    for (int k = 0; k < NT; k++) {
+        mtft_param_group_zero_grad(lora[k]);
+        mtft_param_group_zero_grad(mtft_head_group(mt_heads[k]));
+        mtft_graph_reset(g);
+        const int s0 = off[k], n = off[k + 1] - off[k];
+        ck_assert_int_eq(mtft_peft_set_task(p, g, k, n), MTFT_OK);
+        mtft_tensor *h = mtft_model_hidden(m, g, ids + s0 * MT, n, MT, len + s0);
+        const mtft_head_targets t = {cls + s0, tok + s0 * MT, vals + s0 * 2, 2};
+        mtft_tensor *l = mtft_head_loss(mt_heads[k], g, m, h, len + s0, &t);
+        assert_rel(mixed[k], loss_value(l), 1e-5, "per-task loss with LoRA, mixed vs separate");
+        ck_assert_int_eq(mtft_graph_backward(g, l, &weights[k]), MTFT_OK);
+        size_t n1 = 0, n2 = 0;
+        float *a = copy_grad(lora[k], &n1), *b = NULL;
+        ck_assert_uint_eq(n1, nl[k]);
+        assert_grads_close(gl[k], a, n1, "LoRA gradient, mixed vs separate");
+        if (nh[k] > 0) {
+            b = copy_grad(mtft_head_group(mt_heads[k]), &n2);
+            assert_grads_close(gh[k], b, n2, "head gradient with LoRA, mixed vs separate");
+        }
+        free(a);
+        free(b);
+        free(gl[k]);
+        free(gh[k]);
+    }
+    mtft_graph_free(g);
+    mtft_peft_free(p);
+    mtft_model_free(m);
+}
+END_TEST
+
 static Suite *heads_suite(void) {
     Suite *s = suite_create("heads");
     TCase *tc = tcase_create("api");
@@ -1168,6 +1258,7 @@ static Suite *heads_suite(void) {
     tcase_add_test(mt, test_heads_multitask_rows);
     tcase_add_test(mt, test_heads_multitask_matches_separate);
     tcase_add_test(mt, test_heads_multitask_errors);
+    tcase_add_test(mt, test_heads_multitask_with_lora);
     suite_add_tcase(s, mt);
     return s;
 }
