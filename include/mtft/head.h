@@ -102,7 +102,8 @@ typedef struct mtft_head_options {
 
 /* Labels of b rows (or, in mtft_multitask_forward, of a whole batch: see
  * there). Fields a kind does not use are ignored.
- *   CLASSIFICATION:        class_ids, b ints in [0, L).
+ *   CLASSIFICATION:        class_ids, b ints in [0, L), or
+ *                          MTFT_HEAD_IGNORE_INDEX for a row that does not count.
  *   MULTILABEL:            values, b rows of L floats in [0, 1] (multi-hot or
  *                          soft), row r at values + r * values_stride.
  *   REGRESSION:            values, b rows of L floats in original units.
@@ -152,7 +153,10 @@ MTFT_API int mtft_head_get_target_stats(const mtft_head *h, float *mean, float *
 MTFT_API mtft_tensor *mtft_head_forward(mtft_head *h, mtft_graph *g, mtft_model *m, mtft_tensor *hidden,
                                         const int32_t *valid_len);
 /* The head's loss on hidden [b, T, C] against targets for those b rows: a
- * scalar tensor (mean over the counted rows / tokens; 0 when none count). */
+ * scalar tensor (mean over the counted rows / tokens; 0 when none count).
+ * The LM loss computes logits at the target tokens only (their rows are
+ * gathered before the [V, C] projection). Labels are checked before any
+ * work: one out of range is MTFT_ERANGE naming the row (and token). */
 MTFT_API mtft_tensor *mtft_head_loss(mtft_head *h, mtft_graph *g, mtft_model *m, mtft_tensor *hidden,
                                      const int32_t *valid_len, const mtft_head_targets *targets);
 /* Predictions in evaluation mode (no dropout, nothing recorded on the tape).
