@@ -82,11 +82,11 @@ static inline int64_t n_keys(const attn_dims *a, int64_t t, int64_t L) {
     return a->causal ? (t + 1 < L ? t + 1 : L) : L;
 }
 
-/* Hot per-head kernels are built for several ISAs (MTFT_CLONES, ops_simd.h):
+/* Hot per-head kernels are built for several ISAs (MTFT_SIMD_CLONES, ops_simd.h):
  * the default build targets baseline x86-64 (SSE2); these loops run wider
  * with AVX2 / AVX-512 and give the same bits. */
 /* One (b, h): o [T, D], lse [T]. Scratch: kt D*T, s and e T each. */
-MTFT_CLONES
+MTFT_SIMD_CLONES
 static void fwd_head(const attn_dims *a, int64_t L, const float *qb, int64_t qst, const float *kb, int64_t kst,
                      const float *vb, int64_t vst, float *ob, float *lb, float *scratch) {
     const int64_t T = a->T, D = a->D;
@@ -117,7 +117,7 @@ static void fwd_head(const attn_dims *a, int64_t L, const float *qb, int64_t qst
 /* One query head h of kv group (b, hk), rows t < L. The caller owns dk/dv of
  * the kv head (dkb, dvb [T, D]) and dq of the query head (dqb [T, D]).
  * kt, vt: the group's K^T, V^T; sc, p, ds: scratch rows of T. */
-MTFT_CLONES
+MTFT_SIMD_CLONES
 static void bwd_head(const attn_dims *a, int64_t L, const float *qb, int64_t qst, const float *kb, int64_t kst,
                      const float *kt, const float *vt, const float *ob, const float *dob, const float *lb,
                      float *dqb, float *dkb, float *dvb, float *sc, float *p, float *ds) {

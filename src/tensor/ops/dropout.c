@@ -31,7 +31,7 @@ static inline int keep_elem(uint64_t stream, uint64_t i, uint64_t thr) {
 }
 
 /* dst[i] (+)= src[i] * keep_i * scale over [lo, hi) */
-MTFT_CLONES
+MTFT_SIMD_CLONES
 static void dropout_range(float *dst, const float *src, int64_t lo, int64_t hi, uint64_t stream, uint64_t thr,
                           float scale, int acc) {
     if (acc)

@@ -41,7 +41,7 @@ typedef struct ce_saved {
 } ce_saved;
 
 /* One row: lse, and the sum of the logits (for label smoothing). */
-MTFT_CLONES
+MTFT_SIMD_CLONES
 static void ce_row(const float *xr, int64_t V, double *lse, double *sum_x) {
     float m = mtft__row_max(xr, V);
     if (!isfinite(m)) m = 0.0f; /* -inf/+inf/NaN logits: IEEE rules propagate */
@@ -50,7 +50,7 @@ static void ce_row(const float *xr, int64_t V, double *lse, double *sum_x) {
 }
 
 /* One row: dx += scale * (softmax(x) - uni); the target term is added by the caller. */
-MTFT_CLONES
+MTFT_SIMD_CLONES
 static void ce_row_backward(float *dxr, const float *xr, int64_t V, float lse, float scale, float uni) {
     for (int64_t j = 0; j < V; j++) dxr[j] += scale * (mtft__vexpf(xr[j] - lse) - uni);
 }

@@ -1,9 +1,10 @@
 /* Vectorisable, deterministic building blocks for row kernels (softmax,
  * log-softmax, cross-entropy, attention). Internal to src/tensor/ops.
  *
- * MTFT_CLONES builds a function for AVX-512, AVX2 and baseline x86-64 and
- * picks one at load time (GCC ifunc on x86-64 Linux; elsewhere a plain
- * function). The clones give the same bits: ISO C mode keeps
+ * MTFT_SIMD_CLONES builds a function for AVX-512, AVX2 and baseline x86-64
+ * and picks one at load time (GCC ifunc on x86-64 Linux; elsewhere a plain
+ * function; -DMTFT_NO_CLONES turns it off). It is clones.h's MTFT_CLONES
+ * with an AVX-512 copy added, under its own name so both headers can meet. The clones give the same bits: ISO C mode keeps
  * -ffp-contract=off (no FMA contraction), and nothing here reassociates a
  * sum: reductions run over MTFT_LANES fixed lanes (lane k takes elements
  * j = k mod MTFT_LANES in order) that are added in a fixed order at the end.
@@ -17,9 +18,9 @@
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && \
     !defined(MTFT_NO_CLONES)
-#define MTFT_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#define MTFT_SIMD_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
-#define MTFT_CLONES
+#define MTFT_SIMD_CLONES
 #endif
 
 #define MTFT_LANES 16
@@ -71,7 +72,7 @@ static inline float mtft__row_max(const float *x, int64_t n) {
 #define MTFT_EXP_CHUNK 256 /* a multiple of MTFT_LANES */
 /* dst[j] = exp(x[j] - m): its own (cloned) function so that it is a single
  * loop, which GCC if-converts and vectorises (inside the chunk loop it does not). */
-MTFT_CLONES __attribute__((noinline, unused)) static void mtft__vexp_sub(float *restrict dst, const float *restrict x,
+MTFT_SIMD_CLONES __attribute__((noinline, unused)) static void mtft__vexp_sub(float *restrict dst, const float *restrict x,
                                                                         int64_t n, float m) {
     for (int64_t j = 0; j < n; j++) dst[j] = mtft__vexpf(x[j] - m);
 }

@@ -12,7 +12,7 @@
 #include "ops_simd.h"
 
 /* One row: y = softmax(x) or log_softmax(x) */
-MTFT_CLONES
+MTFT_SIMD_CLONES
 static void softmax_row(float *y, const float *x, int64_t C, int log_mode) {
     float m = mtft__row_max(x, C);
     if (!isfinite(m)) m = 0.0f; /* all -inf (or +inf present): let IEEE rules propagate */
@@ -26,7 +26,7 @@ static void softmax_row(float *y, const float *x, int64_t C, int log_mode) {
 }
 
 /* One row: dx += y (dy - sum(dy y))  or  dx += dy - exp(y) sum(dy) */
-MTFT_CLONES
+MTFT_SIMD_CLONES
 static void softmax_row_backward(float *dx, const float *y, const float *dy, int64_t C, int log_mode) {
     if (log_mode) {
         const float s = (float)mtft__row_dot(dy, NULL, C);
