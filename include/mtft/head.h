@@ -201,7 +201,10 @@ MTFT_API int mtft_multitask_rows(const int32_t *task_id, int B, int n_tasks, int
  * it. weights: NULL (all 1) or n_tasks floats; *total (when total is not
  * NULL) is sum_k weights[k] * task_loss[k] over the present tasks, the
  * tensor to run backward on. hidden_out (may be NULL) receives the trunk's
- * output [B, T, C]. Returns MTFT_OK or an error (last error set). */
+ * output [B, T, C]. Returns MTFT_OK or an error (last error set).
+ * With per-task PEFT modules (mtft/peft.h), group the rows in task order
+ * (mtft_peft_group_rows) and call mtft_peft_set_batch(p, g, row_offsets)
+ * after mtft_graph_reset and before this call. */
 MTFT_API int mtft_multitask_forward(mtft_model *m, mtft_graph *g, const mtft_multitask_batch *batch,
                                     mtft_head *const *heads, const mtft_head_targets *targets, int n_tasks,
                                     const float *weights, mtft_tensor **task_loss, mtft_tensor **total,
