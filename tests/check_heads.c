@@ -484,6 +484,13 @@ START_TEST(test_heads_lm_prompt_masked) {
         const mtft_head_targets ta = {NULL, all, NULL, 0};
         float full = loss_value(mtft_head_loss(h, g2, m, leaf(g2, B, T, C, x, 0), NULL, &ta));
         assert_rel(full, naive_ce(z, B * T, V, all, NULL, 0.0), 1e-5, "LM loss, all positions");
+        /* no target at all: loss 0, and backward works */
+        for (int i = 0; i < B * T; i++) all[i] = IGN;
+        mtft_graph_reset(g2);
+        mtft_tensor *h0 = leaf(g2, B, T, C, x, 1);
+        mtft_tensor *l0 = mtft_head_loss(h, g2, m, h0, NULL, &ta);
+        ck_assert(loss_value(l0) == 0.0f);
+        ck_assert_int_eq(mtft_graph_backward(g2, l0, NULL), MTFT_OK);
         mtft_graph_free(g2);
     }
     /* the tied embedding received the LM head's gradient */
