@@ -3,7 +3,8 @@
 #ifndef MTFT_HEAD_IMPL_H
 #define MTFT_HEAD_IMPL_H
 
-#include "../nn/nn_impl.h"
+#include "../tensor/tensor_impl.h"
+#include "mtft/model.h"
 #include "mtft/head.h"
 
 struct mtft_head {
