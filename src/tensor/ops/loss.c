@@ -40,13 +40,13 @@ typedef struct ce_saved {
     int64_t n_valid;
 } ce_saved;
 
-/* One row: lse, and the sum of the logits (for label smoothing). */
+/* One row: lse, and the sum of the logits when label smoothing needs it. */
 MTFT_SIMD_CLONES
-static void ce_row(const float *xr, int64_t V, double *lse, double *sum_x) {
+static void ce_row(const float *xr, int64_t V, int want_sum, double *lse, double *sum_x) {
     float m = mtft__row_max(xr, V);
     if (!isfinite(m)) m = 0.0f; /* -inf/+inf/NaN logits: IEEE rules propagate */
     *lse = (double)m + log(mtft__row_sum_exp(xr, V, m, NULL));
-    *sum_x = mtft__row_dot(xr, NULL, V);
+    *sum_x = want_sum ? mtft__row_dot(xr, NULL, V) : 0.0;
 }
 
 /* One row: dx += scale * (softmax(x) - uni); the target term is added by the caller. */
@@ -107,7 +107,7 @@ mtft_tensor *mtft_cross_entropy(mtft_graph *g, mtft_tensor *logits, const int32_
     for (int64_t r = 0; r < N; r++) {
         const float *xr = x->data + r * V;
         double l, sx_;
-        ce_row(xr, V, &l, &sx_);
+        ce_row(xr, V, ls > 0.0, &l, &sx_);
         lse[r] = (float)l;
         const int32_t t = tg[r];
         if (t == ignore_index) {
