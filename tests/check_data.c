@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "data/data_impl.h"
 #include "mtft/data.h"
 #include "mtft/task.h"
 #include "mtft_test.h"
@@ -715,6 +716,49 @@ START_TEST(test_data_cache) {
 }
 END_TEST
 
+/* A cache file written in many small chunks while tokenizing holds exactly
+ * what an in-memory build holds. */
+START_TEST(test_data_cache_streamed) {
+    size_t saved = mtft_data__flush_words;
+    mtft_data__flush_words = 7;
+    char cache[300];
+    snprintf(cache, sizeof cache, "%s/cache_streamed", g_dir);
+    mtft_task_options o = MTFT_TASK_OPTIONS_INIT;
+    o.name = "kjvs";
+    o.type = MTFT_TASK_TAGGING;
+    o.train_file = fixture("kjv_word_alignment_train.jsonl");
+    o.test_fraction = 0.2;
+    o.split_seed = 5;
+    mtft_task *mem = NULL, *file = NULL;
+    ck_assert_int_eq(load(&o, &mem), MTFT_OK);
+    mtft_data_options d = quiet();
+    d.cache_dir = cache;
+    ck_assert_int_eq(mtft_task_new(&file, &o), MTFT_OK);
+    ck_assert_int_eq(mtft_task_load(file, g_tok, &d), MTFT_OK);
+    mtft_data__flush_words = saved;
+    ck_assert_int_eq(mtft_task_cache_hit(file), 0);
+    ck_assert_int_eq(mtft_task_n_labels(file), mtft_task_n_labels(mem));
+    int64_t total = 0;
+    for (int s = 0; s < MTFT_SPLIT_COUNT; s++) {
+        ck_assert_int_eq(mtft_task_count(file, (mtft_split)s), mtft_task_count(mem, (mtft_split)s));
+        for (int64_t i = 0; i < mtft_task_count(mem, (mtft_split)s); i++) {
+            mtft_example x, y;
+            ck_assert_int_eq(mtft_task_example(mem, (mtft_split)s, i, &x), MTFT_OK);
+            ck_assert_int_eq(mtft_task_example(file, (mtft_split)s, i, &y), MTFT_OK);
+            ck_assert_int_eq(x.n_ids, y.n_ids);
+            ck_assert_int_eq(x.line, y.line);
+            ck_assert_int_eq(memcmp(x.ids, y.ids, (size_t)x.n_ids * 4), 0);
+            ck_assert_int_eq(memcmp(x.tags, y.tags, (size_t)x.n_ids * 4), 0);
+            total += x.n_ids;
+        }
+    }
+    ck_assert_int_gt(total, 7 * 20); /* the pool went out in many chunks */
+    ck_assert_int_eq(mtft_task_count(mem, MTFT_SPLIT_TEST), 4);
+    mtft_task_free(mem);
+    mtft_task_free(file);
+}
+END_TEST
+
 /* ---- batches ------------------------------------------------------------------------- */
 
 static mtft_task *gen_task(void) {
@@ -954,6 +998,7 @@ Suite *mtft_test_data_suite(void) {
     tcase_add_test(tc, test_data_options_errors);
     tcase_add_test(tc, test_data_splits_fraction);
     tcase_add_test(tc, test_data_cache);
+    tcase_add_test(tc, test_data_cache_streamed);
     tcase_add_test(tc, test_data_padding_truncation);
     tcase_add_test(tc, test_data_packing);
     tcase_add_test(tc, test_data_loader_bucketing);

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "data_impl.h"
 #include "io/json.h"
@@ -82,6 +83,9 @@ typedef struct builder {
     mtft_ds_entry *ent[MTFT_SPLIT_COUNT];
     int64_t n_ent[MTFT_SPLIT_COUNT], cap_ent[MTFT_SPLIT_COUNT];
     vec_i32 pool;
+    FILE *out;          /* cache file being written, or NULL (in memory) */
+    const char *out_name;
+    int64_t pool_base;  /* pool words already written to out */
     /* label set with an open-addressing index */
     char **lab;
     int n_lab, cap_lab;
@@ -383,6 +387,26 @@ static int encode_append(builder *b, const char *s, size_t n, vec_i32 *out) {
     return 0;
 }
 
+/* ---- output ---------------------------------------------------------------------------- */
+
+/* With a cache file, the token pool goes to disk in chunks of this many
+ * words, so building never holds more than one chunk of tokens (the tests
+ * make it small). */
+size_t mtft_data__flush_words = (size_t)1 << 20;
+
+static int write_all(builder *b, const void *p, size_t n) {
+    if (n && fwrite(p, 1, n, b->out) != n)
+        return mtft__err(MTFT_EIO, "cache file '%s': write failed: %s", b->out_name, strerror(errno));
+    return 0;
+}
+
+static int flush_pool(builder *b) {
+    int rc = write_all(b, b->pool.v, b->pool.n * 4);
+    b->pool_base += (int64_t)b->pool.n;
+    b->pool.n = 0;
+    return rc;
+}
+
 /* ---- one record ---------------------------------------------------------------------- */
 
 static int commit(builder *b, int split, int32_t n_prompt, float value, const vec_i32 *tags) {
@@ -396,7 +420,7 @@ static int commit(builder *b, int split, int32_t n_prompt, float value, const ve
     }
     mtft_ds_entry *e = &b->ent[split][b->n_ent[split]++];
     memset(e, 0, sizeof *e);
-    e->off = (int64_t)b->pool.n;
+    e->off = b->pool_base + (int64_t)b->pool.n;
     e->n_ids = (int32_t)b->seq.n;
     e->n_prompt = n_prompt;
     e->n_labels = (int32_t)b->rec_label_ids.n;
@@ -410,6 +434,7 @@ static int commit(builder *b, int split, int32_t n_prompt, float value, const ve
             if (vpush(&b->pool, tags->v[i]) < 0) return mtft__err(MTFT_ENOMEM, "out of memory");
     for (size_t i = 0; i < b->rec_label_ids.n; i++)
         if (vpush(&b->pool, b->rec_label_ids.v[i]) < 0) return mtft__err(MTFT_ENOMEM, "out of memory");
+    if (b->out && b->pool.n >= mtft_data__flush_words) return flush_pool(b);
     return 0;
 }
 
@@ -751,8 +776,63 @@ static int carve(builder *b) {
     return rc;
 }
 
-int mtft_data__build(mtft_task *t, mtft_tokenizer *tok, const mtft_data_options *o, uint64_t key, void **blob_out,
-                     size_t *size_out) {
+/* Lay out header | pool | entries | labels, in memory (blob_out) or at the
+ * end of the cache file (whose pool is already written), then the header. */
+static int finish(builder *b, uint64_t key, void **blob_out, size_t *size_out) {
+    mtft_task *t = b->t;
+    size_t labels_bytes = 0;
+    for (int i = 0; i < b->n_lab; i++) labels_bytes += strlen(b->lab[i]) + 1;
+    if (labels_bytes > UINT32_MAX) return mtft__err(MTFT_ERANGE, "task '%s': label names too long", t->o.name);
+    int64_t n_ent = b->n_ent[0] + b->n_ent[1] + b->n_ent[2];
+    int64_t n_pool = b->pool_base + (int64_t)b->pool.n;
+    size_t pool_bytes = mtft_ds_pool_bytes(n_pool);
+    mtft_ds_header h;
+    memset(&h, 0, sizeof h);
+    memcpy(h.magic, MTFT_DS_MAGIC, 8);
+    h.key = key;
+    h.format = MTFT_DS_FORMAT;
+    h.type = (uint32_t)t->o.type;
+    for (int s = 0; s < MTFT_SPLIT_COUNT; s++) h.n_split[s] = b->n_ent[s];
+    h.n_pool = n_pool;
+    h.n_labels = (uint32_t)b->n_lab;
+    h.labels_bytes = (uint32_t)labels_bytes;
+    for (int r = 0; r < MTFT_BAD_N_REASONS; r++) h.skipped[r] = b->skipped[r];
+    static const char zeros[8] = {0};
+    if (b->out) {
+        int rc = flush_pool(b);
+        if (!rc) rc = write_all(b, zeros, pool_bytes - (size_t)n_pool * 4);
+        for (int s = 0; s < MTFT_SPLIT_COUNT && !rc; s++)
+            rc = write_all(b, b->ent[s], (size_t)b->n_ent[s] * sizeof(mtft_ds_entry));
+        for (int i = 0; i < b->n_lab && !rc; i++) rc = write_all(b, b->lab[i], strlen(b->lab[i]) + 1);
+        if (!rc && (fflush(b->out) != 0 || fseek(b->out, 0, SEEK_SET) != 0))
+            rc = mtft__err(MTFT_EIO, "cache file '%s': %s", b->out_name, strerror(errno));
+        if (!rc) rc = write_all(b, &h, sizeof h);
+        return rc;
+    }
+    size_t size = sizeof h + pool_bytes + (size_t)n_ent * sizeof(mtft_ds_entry) + labels_bytes;
+    char *blob = mtft__calloc(1, size);
+    if (!blob) return mtft__err(MTFT_ENOMEM, "task '%s': out of memory for %zu bytes of tokenized data", t->o.name, size);
+    char *p = blob;
+    memcpy(p, &h, sizeof h);
+    p += sizeof h;
+    if (n_pool) memcpy(p, b->pool.v, (size_t)n_pool * 4);
+    p += pool_bytes;
+    for (int s = 0; s < MTFT_SPLIT_COUNT; s++) {
+        if (b->n_ent[s]) memcpy(p, b->ent[s], (size_t)b->n_ent[s] * sizeof(mtft_ds_entry));
+        p += (size_t)b->n_ent[s] * sizeof(mtft_ds_entry);
+    }
+    for (int i = 0; i < b->n_lab; i++) {
+        size_t l = strlen(b->lab[i]) + 1;
+        memcpy(p, b->lab[i], l);
+        p += l;
+    }
+    *blob_out = blob;
+    *size_out = size;
+    return 0;
+}
+
+int mtft_data__build(mtft_task *t, mtft_tokenizer *tok, const mtft_data_options *o, uint64_t key,
+                     const char *out_path, void **blob_out, size_t *size_out) {
     *blob_out = NULL;
     *size_out = 0;
     builder b;
@@ -761,6 +841,23 @@ int mtft_data__build(mtft_task *t, mtft_tokenizer *tok, const mtft_data_options 
     b.tok = tok;
     b.eos = -1;
     int rc = 0;
+    char *tmp = NULL;
+    if (out_path) {
+        size_t n = strlen(out_path) + 32;
+        tmp = mtft__malloc(n);
+        if (!tmp) return mtft__err(MTFT_ENOMEM, "out of memory");
+        snprintf(tmp, n, "%s.tmp%ld", out_path, (long)getpid());
+        b.out = fopen(tmp, "wb");
+        b.out_name = tmp;
+        if (!b.out) {
+            rc = mtft__err(MTFT_EIO, "cache file '%s': cannot create: %s", tmp, strerror(errno));
+            mtft__free(tmp);
+            return rc;
+        }
+        mtft_ds_header zero;
+        memset(&zero, 0, sizeof zero); /* the real header is written last */
+        rc = write_all(&b, &zero, sizeof zero);
+    }
     if (t->o.type == MTFT_TASK_GENERATION && o->eos_token && *o->eos_token) {
         b.eos = mtft_tokenizer_token_to_id(tok, o->eos_token);
         if (b.eos < 0)
@@ -781,42 +878,7 @@ int mtft_data__build(mtft_task *t, mtft_tokenizer *tok, const mtft_data_options 
     if (rc >= 0 && (t->o.type == MTFT_TASK_CLASSIFICATION || t->o.type == MTFT_TASK_MULTILABEL ||
                     t->o.type == MTFT_TASK_TAGGING) && b.n_lab == 0)
         rc = mtft__err(MTFT_EFORMAT, "task '%s': the data has no labels", t->o.name);
-    if (rc >= 0) {
-        size_t labels_bytes = 0;
-        for (int i = 0; i < b.n_lab; i++) labels_bytes += strlen(b.lab[i]) + 1;
-        int64_t n_ent = b.n_ent[0] + b.n_ent[1] + b.n_ent[2];
-        size_t size = sizeof(mtft_ds_header) + (size_t)n_ent * sizeof(mtft_ds_entry) + b.pool.n * 4 + labels_bytes;
-        char *blob = mtft__calloc(1, size);
-        if (!blob || labels_bytes > UINT32_MAX) {
-            mtft__free(blob);
-            rc = mtft__err(MTFT_ENOMEM, "task '%s': out of memory for %zu bytes of tokenized data", t->o.name, size);
-        } else {
-            mtft_ds_header *h = (mtft_ds_header *)blob;
-            memcpy(h->magic, MTFT_DS_MAGIC, 8);
-            h->key = key;
-            h->format = MTFT_DS_FORMAT;
-            h->type = (uint32_t)t->o.type;
-            for (int s = 0; s < MTFT_SPLIT_COUNT; s++) h->n_split[s] = b.n_ent[s];
-            h->n_pool = (int64_t)b.pool.n;
-            h->n_labels = (uint32_t)b.n_lab;
-            h->labels_bytes = (uint32_t)labels_bytes;
-            for (int r = 0; r < MTFT_BAD_N_REASONS; r++) h->skipped[r] = b.skipped[r];
-            char *p = blob + sizeof *h;
-            for (int s = 0; s < MTFT_SPLIT_COUNT; s++) {
-                if (b.n_ent[s]) memcpy(p, b.ent[s], (size_t)b.n_ent[s] * sizeof(mtft_ds_entry));
-                p += (size_t)b.n_ent[s] * sizeof(mtft_ds_entry);
-            }
-            if (b.pool.n) memcpy(p, b.pool.v, b.pool.n * 4);
-            p += b.pool.n * 4;
-            for (int i = 0; i < b.n_lab; i++) {
-                size_t l = strlen(b.lab[i]) + 1;
-                memcpy(p, b.lab[i], l);
-                p += l;
-            }
-            *blob_out = blob;
-            *size_out = size;
-        }
-    }
+    if (rc >= 0) rc = finish(&b, key, blob_out, size_out);
     for (int s = 0; s < MTFT_SPLIT_COUNT; s++) mtft__free(b.ent[s]);
     mtft__free(b.pool.v);
     for (int i = 0; i < b.n_lab; i++) mtft__free(b.lab[i]);
@@ -832,5 +894,15 @@ int mtft_data__build(mtft_task *t, mtft_tokenizer *tok, const mtft_data_options 
     mtft__free(b.list_b.v);
     mtft__free(b.labels_in.v);
     mtft__free(b.rec_label_ids.v);
+    if (b.out) {
+        /* durable before it becomes visible under its final name */
+        if (rc >= 0 && (fflush(b.out) != 0 || fsync(fileno(b.out)) != 0))
+            rc = mtft__err(MTFT_EIO, "cache file '%s': fsync failed: %s", tmp, strerror(errno));
+        if (fclose(b.out) != 0 && rc >= 0) rc = mtft__err(MTFT_EIO, "cache file '%s': close failed", tmp);
+        if (rc >= 0 && rename(tmp, out_path) != 0)
+            rc = mtft__err(MTFT_EIO, "cache file '%s': rename to '%s' failed: %s", tmp, out_path, strerror(errno));
+        if (rc < 0) unlink(tmp);
+        mtft__free(tmp);
+    }
     return rc < 0 ? rc : MTFT_OK;
 }

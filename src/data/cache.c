@@ -113,14 +113,15 @@ int mtft_data__attach(mtft_task *t, const void *blob, size_t size, const char *w
     }
     if (h->n_pool < 0) return mtft__err(MTFT_EFORMAT, "%s: negative pool size", what);
     uint64_t need = sizeof *h;
-    if (n_ent > (size - need) / sizeof(mtft_ds_entry)) return mtft__err(MTFT_EFORMAT, "%s: truncated entries", what);
-    need += n_ent * sizeof(mtft_ds_entry);
     if ((uint64_t)h->n_pool > (size - need) / 4) return mtft__err(MTFT_EFORMAT, "%s: truncated token pool", what);
-    need += (uint64_t)h->n_pool * 4;
+    need += mtft_ds_pool_bytes(h->n_pool);
+    if (need > size || n_ent > (size - need) / sizeof(mtft_ds_entry))
+        return mtft__err(MTFT_EFORMAT, "%s: truncated entries", what);
+    need += n_ent * sizeof(mtft_ds_entry);
     if (h->labels_bytes != size - need) return mtft__err(MTFT_EFORMAT, "%s: size does not match its header", what);
-    const mtft_ds_entry *e = (const mtft_ds_entry *)(h + 1);
-    const int32_t *pool = (const int32_t *)(e + n_ent);
-    const char *lab = (const char *)(pool + h->n_pool);
+    const int32_t *pool = (const int32_t *)(h + 1);
+    const mtft_ds_entry *e = (const mtft_ds_entry *)((const char *)pool + mtft_ds_pool_bytes(h->n_pool));
+    const char *lab = (const char *)(e + n_ent);
     int tagging = t->o.type == MTFT_TASK_TAGGING;
     for (uint64_t i = 0; i < n_ent; i++) {
         int64_t words = (int64_t)e[i].n_ids * (tagging ? 2 : 1) + e[i].n_labels;
@@ -164,41 +165,6 @@ int mtft_data__attach(mtft_task *t, const void *blob, size_t size, const char *w
 }
 
 /* ---- files ---------------------------------------------------------------------- */
-
-int mtft_data__write_file(const char *path, const void *blob, size_t size) {
-    size_t n = strlen(path) + 16;
-    char *tmp = mtft__malloc(n);
-    if (!tmp) return mtft__err(MTFT_ENOMEM, "out of memory");
-    snprintf(tmp, n, "%s.tmp%ld", path, (long)getpid());
-    int rc = MTFT_OK;
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) {
-        rc = mtft__err(MTFT_EIO, "cache file '%s': cannot create: %s", tmp, strerror(errno));
-        goto done;
-    }
-    const char *p = blob;
-    size_t left = size;
-    while (left > 0) {
-        ssize_t w = write(fd, p, left);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            rc = mtft__err(MTFT_EIO, "cache file '%s': write failed: %s", tmp, strerror(errno));
-            break;
-        }
-        p += w;
-        left -= (size_t)w;
-    }
-    if (rc == MTFT_OK && fsync(fd) != 0)
-        rc = mtft__err(MTFT_EIO, "cache file '%s': fsync failed: %s", tmp, strerror(errno));
-    if (close(fd) != 0 && rc == MTFT_OK)
-        rc = mtft__err(MTFT_EIO, "cache file '%s': close failed: %s", tmp, strerror(errno));
-    if (rc == MTFT_OK && rename(tmp, path) != 0)
-        rc = mtft__err(MTFT_EIO, "cache file '%s': rename to '%s' failed: %s", tmp, path, strerror(errno));
-    if (rc != MTFT_OK) unlink(tmp);
-done:
-    mtft__free(tmp);
-    return rc;
-}
 
 int mtft_data__map_file(const char *path, void **map, size_t *size) {
     *map = NULL;

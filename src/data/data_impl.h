@@ -12,11 +12,14 @@
 #include "mtft/task.h"
 
 /* ---- the tokenized blob ------------------------------------------------------
- * header | entries[n_train + n_dev + n_test] | pool int32[n_pool] | labels
- * Entries of a split are consecutive (train, dev, test). An example's pool
- * words are ids[n_ids], then tags[n_ids] (tagging), then labels[n_labels]. */
+ * header | pool int32[n_pool] (padded to 8 bytes) | entries[n_train + n_dev
+ * + n_test] | labels. The pool comes first so that a cache file can be
+ * written while tokenizing (the header is written last). Entries of a split
+ * are consecutive (train, dev, test). An example's pool words are
+ * ids[n_ids], then tags[n_ids] (tagging), then labels[n_labels]. */
 #define MTFT_DS_MAGIC "MTFTDS\0\1"
-#define MTFT_DS_FORMAT 1
+#define MTFT_DS_FORMAT 2
+#define mtft_ds_pool_bytes(n_pool) (((size_t)(n_pool) * 4 + 7) & ~(size_t)7)
 
 typedef struct mtft_ds_header {
     char magic[8];
@@ -65,11 +68,14 @@ int mtft_data__attach(mtft_task *task, const void *blob, size_t size, const char
 void mtft_data__detach(mtft_task *task);
 
 /* Load path (task.c) and cache (cache.c). */
+/* Build the blob: into memory (*blob_out, out_path NULL), or streamed into
+ * the cache file out_path (written as a temporary file, fsync'ed and
+ * renamed; *blob_out stays NULL). */
 int mtft_data__build(mtft_task *task, mtft_tokenizer *tok, const mtft_data_options *o, uint64_t key,
-                     void **blob_out, size_t *size_out);
+                     const char *out_path, void **blob_out, size_t *size_out);
 int mtft_data__key(const mtft_task *task, mtft_tokenizer *tok, const mtft_data_options *o, uint64_t *key);
-/* Write a blob atomically (tmp + rename). */
-int mtft_data__write_file(const char *path, const void *blob, size_t size);
+/* Pool words buffered before a cache build writes them out (default 2^20). */
+extern size_t mtft_data__flush_words;
 /* mmap a cache file; MTFT_ENOTFOUND when it does not exist. */
 int mtft_data__map_file(const char *path, void **map, size_t *size);
 void mtft_data__unmap(void *map, size_t size);

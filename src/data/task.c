@@ -248,7 +248,7 @@ int mtft_task_load(mtft_task *t, mtft_tokenizer *tok, const mtft_data_options *o
     void *blob = NULL;
     size_t size = 0;
     if (!o->cache_dir || !*o->cache_dir) {
-        rc = mtft_data__build(t, tok, o, 0, &blob, &size);
+        rc = mtft_data__build(t, tok, o, 0, NULL, &blob, &size);
         if (rc < 0) return rc;
         rc = mtft_data__attach(t, blob, size, "in-memory dataset");
         if (rc < 0) {
@@ -285,14 +285,12 @@ int mtft_task_load(mtft_task *t, mtft_tokenizer *tok, const mtft_data_options *o
                       mtft_error_last()->message);
         }
         if (!t->cache_hit) {
-            rc = mtft_data__build(t, tok, o, key, &blob, &size);
-            if (rc < 0) {
+            rc = mkdir_p(o->cache_dir);
+            if (rc == MTFT_OK) rc = mtft_data__build(t, tok, o, key, path, &blob, &size);
+            if (rc < 0) { /* its message names the data or the cache file */
                 mtft__free(path);
                 return rc;
             }
-            if ((rc = mkdir_p(o->cache_dir)) == MTFT_OK) rc = mtft_data__write_file(path, blob, size);
-            mtft__free(blob);
-            blob = NULL;
             if (rc == MTFT_OK) rc = mtft_data__map_file(path, &map, &size);
             if (rc == MTFT_OK) {
                 rc = mtft_data__attach(t, map, size, path);
