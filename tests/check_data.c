@@ -411,6 +411,7 @@ END_TEST
 
 static void expect_bad(mtft_task_type type, const char *content, const char *const *labels, int n_labels,
                        const char *s1, const char *s2) {
+    if (!s2) s2 = s1;
     mtft_task_options o = MTFT_TASK_OPTIONS_INIT;
     o.name = "bad";
     o.type = type;
@@ -427,7 +428,9 @@ START_TEST(test_data_bad_each) {
     char buf[512];
     /* malformed JSON: line and column */
     snprintf(buf, sizeof buf, "%s%s{\"text\": \"x\", \"label\" \"a\"}\n", ok, ok);
-    expect_bad(MTFT_TASK_CLASSIFICATION, buf, NULL, 0, "bad.jsonl:3:", "malformed JSON");
+    expect_bad(MTFT_TASK_CLASSIFICATION, buf, NULL, 0, "bad.jsonl:3:23: malformed JSON near '\"a\"}'", NULL);
+    expect_bad(MTFT_TASK_CLASSIFICATION, "{\"text\":\"x\",\"label\":\"a\"\n", NULL, 0, "bad.jsonl:1:",
+               "malformed JSON");
     expect_bad(MTFT_TASK_CLASSIFICATION, "[1,2]\n", NULL, 0, "bad.jsonl:1:", "expected a JSON object");
     /* the column points into the line */
     snprintf(buf, sizeof buf, "%s{\"text\":\"x\",,}\n", ok);
@@ -442,6 +445,8 @@ START_TEST(test_data_bad_each) {
     expect_bad(MTFT_TASK_CLASSIFICATION, buf, NULL, 0, "bad.jsonl:2:", "field 'text': expected a string, got number");
     snprintf(buf, sizeof buf, "%s{\"text\":\"x\",\"label\":[\"a\"]}\n", ok);
     expect_bad(MTFT_TASK_CLASSIFICATION, buf, NULL, 0, "bad.jsonl:2:", "field 'label'");
+    expect_bad(MTFT_TASK_CLASSIFICATION, "{\"text\":\"x\",\"label\":1.5}\n", NULL, 0, "bad.jsonl:1:",
+               "field 'label': expected a string or an integer label, got a non-integer number");
     expect_bad(MTFT_TASK_REGRESSION, "{\"text\":\"x\",\"value\":\"high\"}\n", NULL, 0, "bad.jsonl:1:",
                "field 'value': expected a number, got string");
     expect_bad(MTFT_TASK_TAGGING, "{\"tokens\":[\"a\",3],\"tags\":[\"O\",\"O\"]}\n", NULL, 0, "bad.jsonl:1:",

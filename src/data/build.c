@@ -228,6 +228,7 @@ static int resolve_labels(builder *b, const items *labels, const char *field, co
 /* ---- record access ----------------------------------------------------------------- */
 
 enum { GOT_OK = 0, GOT_MISSING = 1, GOT_TYPE = 2 };
+enum { ALLOW_NUMBER = 1, ALLOW_INT = 2 }; /* get_text: which JSON numbers count as text */
 
 static int csv_col(const builder *b, const char *field) {
     for (int i = 0; i < b->n_hdr; i++)
@@ -242,8 +243,9 @@ static int all_space(const char *s, size_t n) {
     return 1;
 }
 
-/* A scalar field as text. allow_num: JSON numbers are formatted (into
- * b->numfmt, so only one such value is live at a time). */
+/* A scalar field as text. allow_num ALLOW_NUMBER: JSON numbers are
+ * formatted, ALLOW_INT: integers only (into b->numfmt, so only one such
+ * value is live at a time). */
 static int get_text(builder *b, const char *field, int allow_num, const char **s, size_t *n, const char **got) {
     *got = "missing";
     if (!b->is_json) {
@@ -265,7 +267,10 @@ static int get_text(builder *b, const char *field, int allow_num, const char **s
         char tmp[64];
         int64_t iv;
         if (mtft_json__int(v, &iv)) snprintf(tmp, sizeof tmp, "%lld", (long long)iv);
-        else snprintf(tmp, sizeof tmp, "%.17g", mtft_json__number(v));
+        else if (allow_num == ALLOW_INT) {
+            *got = "a non-integer number";
+            return GOT_TYPE;
+        } else snprintf(tmp, sizeof tmp, "%.17g", mtft_json__number(v));
         b->numfmt.n = 0;
         if (sb_add(&b->numfmt, tmp, strlen(tmp)) < 0) return -1;
         *s = b->numfmt.s;
@@ -326,7 +331,7 @@ static int tmpl_cb(void *vctx, int is_field, const char *s, size_t len, int pos)
     const char *v;
     size_t n;
     const char *got;
-    int g = get_text(c->b, name, 1, &v, &n, &got);
+    int g = get_text(c->b, name, ALLOW_NUMBER, &v, &n, &got);
     if (g < 0) return c->rc = mtft__err(MTFT_ENOMEM, "out of memory");
     if (g == GOT_MISSING)
         c->rc = bad(c->b, MTFT_BAD_MISSING_FIELD, 0, "missing field '%s' (prompt_template position %d)", name, pos);
@@ -506,7 +511,7 @@ static int record(builder *b, int split) {
     int32_t n_prompt;
     switch (o->type) {
     case MTFT_TASK_CLASSIFICATION: {
-        int g = get_text(b, o->label_field, 1, &s, &n, &got);
+        int g = get_text(b, o->label_field, ALLOW_INT, &s, &n, &got);
         if (g < 0) return mtft__err(MTFT_ENOMEM, "out of memory");
         if (g == GOT_MISSING) return bad(b, MTFT_BAD_MISSING_FIELD, 0, "missing field '%s'", o->label_field);
         if (g == GOT_TYPE)
@@ -639,7 +644,13 @@ static int load_file(builder *b, const char *path, int file, int split, const ch
                 size_t eo = 0;
                 mtft_json *j = mtft_json__parse(p, ll, &eo);
                 if (!j) {
-                    rc = bad(b, MTFT_BAD_SYNTAX, (int)eo + 1, "malformed JSON");
+                    /* show where: up to 16 bytes from the error position */
+                    size_t at = eo < ll ? eo : ll;
+                    int show = (int)(ll - at < 16 ? ll - at : 16);
+                    if (show > 0)
+                        rc = bad(b, MTFT_BAD_SYNTAX, (int)eo + 1, "malformed JSON near '%.*s'", show, p + at);
+                    else
+                        rc = bad(b, MTFT_BAD_SYNTAX, (int)eo + 1, "malformed JSON (the line ends too early)");
                 } else if (mtft_json__type(j) != MTFT_JSON_OBJECT) {
                     rc = bad(b, MTFT_BAD_SYNTAX, 0, "expected a JSON object, got %s", mtft_json__type_name(j));
                 } else {
