@@ -157,7 +157,7 @@ static int set_value(mtft_cfg_ctx *ctx, const mtft_cnode *v, const mtft_cfg_key 
         for (int i = 0; i < v->n; i++) {
             const mtft_cnode *it = v->items[i];
             if (it->kind != MTFT_CN_SCALAR || mtft_cfg__is_null(it)) {
-                char p2[300];
+                char p2[600];
                 snprintf(p2, sizeof p2, "%s[%d]", path, i);
                 return mtft_cfg__errat(ctx, it, MTFT_EFORMAT, p2, "expected a string, got %s",
                                        mtft_cfg__kind_name(it));
