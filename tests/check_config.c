@@ -101,6 +101,11 @@ START_TEST(test_config_fill) {
     ck_assert_int_eq(c->max_len, 512); /* default kept */
     mtft_config_free(cfg);
 
+    /* empty sections are allowed */
+    ck_assert_int_eq(load_str(&cfg, "tasks:\ndata:\n"), MTFT_OK);
+    ck_assert_int_eq(mtft_config_n_tasks(cfg), 0);
+    ck_assert_int_eq(mtft_config_has_section(cfg, "tasks"), 1);
+    mtft_config_free(cfg);
     /* an empty file is an empty run with the defaults */
     ck_assert_int_eq(load_str(&cfg, ""), MTFT_OK);
     ck_assert_int_eq(mtft_config_n_tasks(cfg), 0);

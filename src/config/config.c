@@ -216,6 +216,7 @@ static int apply_root(mtft_config *cfg, const mtft_cnode *root) {
             int rc = mtft_cfg__apply(&cfg->ctx, v, &k_data, &cfg->data, "data");
             if (rc) return rc;
         } else {
+            if (mtft_cfg__is_null(v)) continue; /* "tasks:" with nothing: no tasks */
             if (v->kind != MTFT_CN_SEQ)
                 return mtft_cfg__errat(&cfg->ctx, v, MTFT_EFORMAT, "tasks", "expected a list of tasks, got %s",
                                        mtft_cfg__kind_name(v));

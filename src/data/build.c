@@ -105,7 +105,7 @@ typedef struct builder {
     int n_hdr;
     /* scratch */
     strbuf text, target, numfmt;
-    vec_i32 seq, firsts;
+    vec_i32 seq, firsts, tags;
     int32_t *enc;
     size_t enc_cap;
     items list_a, list_b, labels_in;
@@ -493,17 +493,12 @@ static int record(builder *b, int split) {
             if (vpush(&b->firsts, (int32_t)before) < 0) return mtft__err(MTFT_ENOMEM, "out of memory");
         }
         if ((rc = resolve_labels(b, &b->list_b, o->tags_field, "tag")) != 0) return rc;
-        vec_i32 tags = {0};
+        b->tags.n = 0;
         for (size_t i = 0; i < b->seq.n; i++)
-            if (vpush(&tags, MTFT_IGNORE_INDEX) < 0) {
-                mtft__free(tags.v);
-                return mtft__err(MTFT_ENOMEM, "out of memory");
-            }
-        for (size_t i = 0; i < b->firsts.n; i++) tags.v[b->firsts.v[i]] = b->rec_label_ids.v[i];
+            if (vpush(&b->tags, MTFT_IGNORE_INDEX) < 0) return mtft__err(MTFT_ENOMEM, "out of memory");
+        for (size_t i = 0; i < b->firsts.n; i++) b->tags.v[b->firsts.v[i]] = b->rec_label_ids.v[i];
         b->rec_label_ids.n = 0; /* tags live in the tag words, not as example labels */
-        rc = commit(b, split, (int32_t)b->seq.n, 0.0f, &tags);
-        mtft__free(tags.v);
-        return rc;
+        return commit(b, split, (int32_t)b->seq.n, 0.0f, &b->tags);
     }
 
     if ((rc = input_text(b)) != 0) return rc;
@@ -900,6 +895,7 @@ int mtft_data__build(mtft_task *t, mtft_tokenizer *tok, const mtft_data_options 
     mtft__free(b.numfmt.s);
     mtft__free(b.seq.v);
     mtft__free(b.firsts.v);
+    mtft__free(b.tags.v);
     mtft__free(b.enc);
     mtft__free(b.list_a.v);
     mtft__free(b.list_b.v);
