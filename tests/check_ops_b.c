@@ -254,7 +254,9 @@ START_TEST(test_attention_forward) {
         {2, 4, 1, 7, 4, 0, vl2, 0.0f},   /* MQA, padding, bidirectional */
         {2, 4, 2, 7, 8, 1, vl2, 0.0f},   /* GQA, padding, causal */
         {2, 2, 2, 5, 3, 0, vl0, 0.0f},   /* a fully padded row of the batch */
-        {1, 2, 2, 70, 16, 1, NULL, 0.0f} /* longer sequence */
+        {1, 2, 2, 70, 16, 1, NULL, 0.0f}, /* longer sequence */
+        {1, 1, 1, 1, 1, 1, NULL, 0.0f},   /* all sizes 1 */
+        {3, 3, 1, 2, 5, 0, NULL, 0.0f}    /* odd sizes, MQA */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) check_attention_forward(&cases[i], 10 + i);
 }
@@ -1039,6 +1041,50 @@ START_TEST(test_shape_errors) {
 }
 END_TEST
 
+/* Row ops, reductions, losses, dropout and view backward give the same bits
+ * with 1 and 2 threads (sizes above every parallel threshold). */
+static void run_rows(float *out, int64_t *n_out) {
+    enum { R = 96, C = 700 };
+    static float x[R * C];
+    static int32_t tg[R];
+    mtft_test_fill(x, R * C, 91, -4, 4);
+    for (int i = 0; i < R; i++) tg[i] = i % 7 == 0 ? -100 : (i * 31) % C;
+    mtft_graph *g = new_graph(17);
+    const int64_t sh[2] = {R, C}, s3[3] = {R / 4, 4, C};
+    mtft_tensor *t = from(g, 2, sh, x);
+    mtft_tensor_set_requires_grad(g, t, 1);
+    mtft_tensor *d = mtft_dropout(g, t, 0.2f);
+    mtft_tensor *sm = mtft_softmax(g, d);
+    mtft_tensor *ls = mtft_transpose(g, mtft_log_softmax(g, mtft_transpose(g, d, 0, 1)), 0, 1);
+    mtft_tensor *ce = mtft_cross_entropy(g, d, tg, -100, 0.1f);
+    mtft_tensor *pool = mtft_pool(g, mtft_reshape(g, d, 3, s3), NULL, MTFT_POOL_MEAN);
+    mtft_tensor *cat = mtft_concat(g, (mtft_tensor *[]){sm, ls}, 2, 0);
+    mtft_tensor *loss = mtft_add(g, ce, mtft_add(g, mtft_mean(g, mtft_mul(g, cat, cat)), mtft_sum(g, mtft_mul(g, pool, pool))));
+    ck_assert_msg(loss != NULL, "%s", mtft_error_last()->message);
+    ck_assert_int_eq(mtft_graph_backward(g, loss, NULL), 0);
+    int64_t k = 0;
+    out[k++] = mtft_tensor_data(loss)[0];
+    memcpy(out + k, mtft_tensor_data(cat), sizeof(float) * 2 * R * C), k += 2 * R * C;
+    memcpy(out + k, mtft_tensor_grad(t), sizeof(float) * R * C), k += R * C;
+    *n_out = k;
+    mtft_graph_free(g);
+}
+
+START_TEST(test_rows_deterministic) {
+    static float a[4 * 96 * 700], b[4 * 96 * 700];
+    int64_t na = 0, nb = 0;
+    const int saved = mtft_get_num_threads();
+    mtft_set_num_threads(1);
+    run_rows(a, &na);
+    mtft_set_num_threads(2);
+    run_rows(b, &nb);
+    mtft_set_num_threads(saved);
+    ck_assert_int_eq(na, nb);
+    ck_assert_msg(memcmp(a, b, (size_t)na * sizeof(float)) == 0, "1 and 2 threads differ");
+    assert_all_finite(a, na, "rows");
+}
+END_TEST
+
 /* Each op records one named node when an input needs a gradient, none with
  * grad disabled or when no input needs one; views alias data. */
 START_TEST(test_tape_nodes) {
@@ -1113,6 +1159,7 @@ static Suite *ops_b_suite(void) {
     tcase_add_test(gr, test_attention_grad);
     tcase_add_test(gr, test_attention_grad_views);
     tcase_add_test(gr, test_attention_deterministic);
+    tcase_add_test(gr, test_rows_deterministic);
     tcase_add_test(gr, test_dropout_grad);
     tcase_add_test(gr, test_reduce_grad);
     tcase_add_test(gr, test_pool);
