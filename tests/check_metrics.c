@@ -316,6 +316,16 @@ START_TEST(test_metrics_chrf) {
     const char *h2[1] = {"aaa"}, *r2[1] = {"aa"};
     ck_assert_int_eq(mtft_metric_chrf(h2, r2, 1, &v), 0);
     ck_assert_double_eq_tol(v, 87.5, 1e-9);
+    /* corpus sums: ("aaa","aa") + ("abc","abc"). Without the rule that drops
+     * hypothesis n-grams of an order the reference lacks, n3 would be 2/1/1.
+     * With it: n1 6/5/5, n2 4/3/3, n3 1/1/1 -> P = (5/6+3/4+1)/3 = 31/36,
+     * R = 1, F = (155/36)/(160/36) = 0.96875. */
+    const char *h7[2] = {"aaa", "abc"}, *r7[2] = {"aa", "abc"};
+    ck_assert_int_eq(mtft_metric_chrf(h7, r7, 2, &v), 0);
+    ck_assert_double_eq_tol(v, 96.875, 1e-9);
+    const char *h8[1] = {"a"}, *r8[1] = {""};
+    ck_assert_int_eq(mtft_metric_chrf(h8, r8, 1, &v), 0);
+    ck_assert_double_eq(v, 0.0);
     const char *h3[1] = {"\xc3\xa9" "a"}, *r3[1] = {"ea"};
     ck_assert_int_eq(mtft_metric_chrf(h3, r3, 1, &v), 0);
     ck_assert_double_eq_tol(v, 25.0, 1e-9);
