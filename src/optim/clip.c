@@ -18,6 +18,29 @@ int mtft_optim__check_groups(const char *what, mtft_param_group *const *groups, 
     return MTFT_OK;
 }
 
+/* Sum of squares in double over a fixed number of chunks, so that the result
+ * has the same bits for any thread count. */
+#define SQ_CHUNKS 64
+static double sum_sq(const float *g, int64_t n) {
+    if (n <= 65536) {
+        double s = 0.0;
+        for (int64_t i = 0; i < n; i++) s += (double)g[i] * (double)g[i];
+        return s;
+    }
+    double part[SQ_CHUNKS];
+    int64_t per = (n + SQ_CHUNKS - 1) / SQ_CHUNKS;
+#pragma omp parallel for
+    for (int c = 0; c < SQ_CHUNKS; c++) {
+        int64_t i0 = (int64_t)c * per, i1 = i0 + per < n ? i0 + per : n;
+        double s = 0.0;
+        for (int64_t i = i0; i < i1; i++) s += (double)g[i] * (double)g[i];
+        part[c] = s;
+    }
+    double s = 0.0;
+    for (int c = 0; c < SQ_CHUNKS; c++) s += part[c];
+    return s;
+}
+
 double mtft_optim__grad_sq(mtft_param_group *const *groups, int n_groups) {
     double s = 0.0;
     for (int gi = 0; gi < n_groups; gi++) {
@@ -25,11 +48,7 @@ double mtft_optim__grad_sq(mtft_param_group *const *groups, int n_groups) {
         if (!mtft_optim__active(pg)) continue;
         for (int ti = 0; ti < pg->n; ti++) {
             const mtft_tensor *t = pg->tensors[ti];
-            const float *g = pg->grad + t->offset;
-            int64_t n = mtft__numel(t);
-            double ts = 0.0;
-            for (int64_t i = 0; i < n; i++) ts += (double)g[i] * (double)g[i];
-            s += ts;
+            s += sum_sq(pg->grad + t->offset, mtft__numel(t));
         }
     }
     return s;
@@ -72,10 +91,8 @@ static void scale_all(mtft_param_group *const *groups, int n_groups, float s, in
             const mtft_tensor *t = pg->tensors[ti];
             float *g = pg->grad + t->offset;
             int64_t n = mtft__numel(t);
-            if (div)
-                for (int64_t i = 0; i < n; i++) g[i] /= s;
-            else
-                for (int64_t i = 0; i < n; i++) g[i] *= s;
+#pragma omp parallel for if (n > 65536)
+            for (int64_t i = 0; i < n; i++) g[i] = div ? g[i] / s : g[i] * s;
         }
     }
 }

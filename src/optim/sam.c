@@ -108,10 +108,12 @@ int mtft_sam_perturb(mtft_sam *s, mtft_param_group *const *groups, int n_groups,
             float *w = pg->data + t->offset;
             const float *g = pg->grad + t->offset;
             int64_t n = mtft__numel(t);
-            if (s->adaptive)
-                for (int64_t i = 0; i < n; i++) w[i] = w[i] + (float)(scale * (double)w[i] * (double)w[i] * g[i]);
-            else
-                for (int64_t i = 0; i < n; i++) w[i] = w[i] + (float)(scale * (double)g[i]);
+            const int adaptive = s->adaptive;
+#pragma omp parallel for if (n > 65536)
+            for (int64_t i = 0; i < n; i++) {
+                double e = adaptive ? scale * (double)w[i] * (double)w[i] * g[i] : scale * (double)g[i];
+                w[i] = w[i] + (float)e;
+            }
         }
     }
     s->n_active = n_active;
