@@ -410,6 +410,37 @@ START_TEST(test_optim_clip_grad_norm) {
 }
 END_TEST
 
+/* The threaded path (tensors over 65536 floats): the norm matches a plain
+ * double sum and has the same bits with 1 and 2 threads. */
+START_TEST(test_optim_clip_large_tensor) {
+    mtft_param_group *pg = NULL;
+    ck_assert_int_eq(mtft_param_group_new(&pg, "big"), 0);
+    int64_t shape[2] = {300, 1001};
+    mtft_tensor *t = mtft_param_group_add(pg, "w", 2, shape);
+    ck_assert_int_eq(mtft_param_group_alloc(pg), 0);
+    int64_t n = mtft_tensor_numel(t);
+    float *g = mtft_tensor_grad(t);
+    mtft_test_fill(g, n, 11, -1.0f, 1.0f);
+    double ref = 0;
+    for (int64_t i = 0; i < n; i++) ref += (double)g[i] * g[i];
+    ref = sqrt(ref);
+    mtft_param_group *gs[1] = {pg};
+    double n1, n2;
+    int nt = mtft_get_num_threads();
+    mtft_set_num_threads(1);
+    ck_assert_int_eq(mtft_grad_norm(gs, 1, &n1), 0);
+    mtft_set_num_threads(2);
+    ck_assert_int_eq(mtft_grad_norm(gs, 1, &n2), 0);
+    mtft_set_num_threads(nt);
+    ck_assert(n1 == n2);
+    ck_assert_double_eq_tol(n1, ref, 1e-9 * ref);
+    float g7 = g[n - 7];
+    ck_assert_int_eq(mtft_clip_grad_norm(gs, 1, (float)(ref / 4), NULL), 0);
+    ck_assert_float_eq_tol(g[n - 7], g7 * 0.25f, 1e-6f);
+    mtft_param_group_free(pg);
+}
+END_TEST
+
 START_TEST(test_optim_grad_scale_and_accum) {
     mtft_param_group *g1, *g2;
     clip_groups(&g1, &g2);
@@ -689,6 +720,7 @@ static Suite *optim_extra_suite(void) {
     tcase_add_test(tc, test_optim_schedules_hf_formulas);
     tcase_add_test(tc, test_optim_schedule_errors);
     tcase_add_test(tc, test_optim_clip_grad_norm);
+    tcase_add_test(tc, test_optim_clip_large_tensor);
     tcase_add_test(tc, test_optim_grad_scale_and_accum);
     tcase_add_test(tc, test_optim_sam_perturb_restore);
     tcase_add_test(tc, test_optim_sam_adaptive);
