@@ -80,8 +80,9 @@ MTFT_API int mtft_metric_from_name(const char *name, mtft_metric *out);
 MTFT_API int mtft_metric_lower_is_better(mtft_metric m);
 
 /* ---- one-shot metrics ---------------------------------------------------- */
-/* Labels are int32 in [0, n_classes) (MTFT_ERANGE naming the index
- * otherwise). `out` receives the value. */
+/* `out` receives the value. accuracy compares the labels as given; the
+ * functions taking n_classes need labels in [0, n_classes) (MTFT_ERANGE
+ * naming the index otherwise). */
 MTFT_API int mtft_metric_accuracy(const int32_t *pred, const int32_t *gold, size_t n, double *out);
 MTFT_API int mtft_metric_macro_f1(const int32_t *pred, const int32_t *gold, size_t n, int n_classes, double *out);
 /* Undefined (constant gold or pred): *out = 0, as sklearn. */
