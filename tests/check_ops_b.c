@@ -346,6 +346,29 @@ START_TEST(test_attention_grad) {
     check_attention_grad("attention causal GQA H=4 Hkv=2", &gqa, 120);
     check_attention_grad("attention bidirectional GQA padded", &gqa_bi_pad, 130);
     check_attention_grad("attention causal GQA padded", &gqa_ca_pad, 140);
+    /* D = 20 and T = 19: the 16-wide register tiles plus their tails (keys,
+     * head dims, a partial block of queries) */
+    const int32_t vl19[2] = {19, 13};
+    attn_case wide = {2, 2, 1, 19, 20, 1, vl19, 0.0f};
+    attn_case wide_bi = {1, 2, 2, 19, 20, 0, NULL, 0.0f};
+    check_attention_grad("attention causal MQA D=20 T=19 padded", &wide, 150);
+    check_attention_grad("attention bidirectional D=20 T=19", &wide_bi, 160);
+}
+END_TEST
+
+/* One tensor as q, k and v: dq, dk and dv accumulate into one gradient. */
+static mtft_tensor *fn_attention_self(mtft_graph *g, mtft_tensor **in, void *ctx) {
+    return mtft_attention(g, in[0], in[0], in[0], *(int *)ctx, NULL, 0);
+}
+
+START_TEST(test_attention_grad_shared_input) {
+    float x[1 * 2 * 19 * 20];
+    for (int causal = 0; causal < 2; causal++) {
+        mtft_test_fill(x, 760, 170 + causal, -1, 1);
+        mtft_gradcheck_input in = {4, {1, 2, 19, 20}, x, 1};
+        /* eps 1e-2, atol 3e-4, rtol 3e-3 */
+        mtft_gradcheck("attention(x, x, x)", fn_attention_self, &causal, &in, 1, 1e-2f, 3e-4f, 3e-3f, 0);
+    }
 }
 END_TEST
 
@@ -1158,6 +1181,7 @@ static Suite *ops_b_suite(void) {
     tcase_add_test(gr, test_softmax_grad);
     tcase_add_test(gr, test_attention_grad);
     tcase_add_test(gr, test_attention_grad_views);
+    tcase_add_test(gr, test_attention_grad_shared_input);
     tcase_add_test(gr, test_attention_deterministic);
     tcase_add_test(gr, test_rows_deterministic);
     tcase_add_test(gr, test_dropout_grad);

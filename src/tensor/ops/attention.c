@@ -59,111 +59,210 @@ static int worker_id(void) {
 #endif
 }
 
-/* kt[d*T + j] = head[j*st + d] for j < L */
-static inline void transpose_head(float *kt, const float *head, int64_t st, int64_t L, int64_t T, int64_t D) {
+/* kt[d*Tp + j] = head[j*st + d] for j < L, 0 for L <= j < Tp */
+static inline void transpose_head(float *kt, const float *head, int64_t st, int64_t L, int64_t Tp, int64_t D) {
     for (int64_t j = 0; j < L; j++) {
         const float *row = head + j * st;
-        for (int64_t d = 0; d < D; d++) kt[d * T + j] = row[d];
+        for (int64_t d = 0; d < D; d++) kt[d * Tp + j] = row[d];
     }
-}
-
-/* s[j] = scale * q . k_j for j < nk, through K^T */
-static inline void scores_row(float *s, const float *qrow, const float *kt, int64_t nk, int64_t T, int64_t D, float scale) {
-    for (int64_t j = 0; j < nk; j++) s[j] = 0.0f;
-    for (int64_t d = 0; d < D; d++) {
-        const float qd = qrow[d];
-        const float *kr = kt + d * T;
-        for (int64_t j = 0; j < nk; j++) s[j] += qd * kr[j];
-    }
-    for (int64_t j = 0; j < nk; j++) s[j] *= scale;
+    for (int64_t d = 0; d < D; d++)
+        for (int64_t j = L; j < Tp; j++) kt[d * Tp + j] = 0.0f;
 }
 
 static inline int64_t n_keys(const attn_dims *a, int64_t t, int64_t L) {
     return a->causal ? (t + 1 < L ? t + 1 : L) : L;
 }
 
+/* ---- micro-kernels -------------------------------------------------------------
+ * Queries go QB rows at a time, in register tiles of QB rows x VW floats
+ * (GCC/Clang vector extensions: one AVX-512 register, two AVX2, four SSE), so
+ * each row of K^T, V, K, dK, dV is loaded once per QB queries. Every sum runs
+ * over d (or j) in increasing order, exactly as a scalar loop would, so the
+ * bits do not depend on the ISA. */
+#define QB 4
+#define VW 16
+typedef float vf16 __attribute__((vector_size(VW * sizeof(float))));
+#define VLOAD(v, p) memcpy(&(v), (p), sizeof(vf16))
+#define VSTORE(p, v) memcpy((p), &(v), sizeof(vf16))
+
+/* out[i*T + j] = scale * sum_d x_i[d] mt[d*T + j], i < QB, j < n rounded up
+ * to VW (T, the row stride of mt and out, is a multiple of VW; the columns
+ * past n are finite padding the callers ignore) */
+static inline void mk_scores(float *out, const float *const x[QB], const float *mt, int64_t T, int64_t n, int64_t D,
+                             float scale) {
+    for (int64_t j0 = 0; j0 < n; j0 += VW) {
+        vf16 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+        for (int64_t d = 0; d < D; d++) {
+            vf16 kv;
+            VLOAD(kv, mt + d * T + j0);
+            a0 += x[0][d] * kv;
+            a1 += x[1][d] * kv;
+            a2 += x[2][d] * kv;
+            a3 += x[3][d] * kv;
+        }
+        a0 *= scale, a1 *= scale, a2 *= scale, a3 *= scale;
+        VSTORE(out + j0, a0);
+        VSTORE(out + T + j0, a1);
+        VSTORE(out + 2 * T + j0, a2);
+        VSTORE(out + 3 * T + j0, a3);
+    }
+}
+
+/* Row stride of the scratch K^T, V^T and score rows: T rounded up to VW. */
+static inline int64_t padded(int64_t T) { return (T + VW - 1) / VW * VW; }
+
+/* y_i[d] (+)= sum_{j<n} w[i*T + j] m[j*mst + d], i < QB, d < D; acc = 0 stores */
+static inline void mk_wrows(float *const y[QB], const float *w, int64_t T, const float *m, int64_t mst, int64_t n,
+                            int64_t D, int acc) {
+    int64_t d0 = 0;
+    for (; d0 + VW <= D; d0 += VW) {
+        vf16 a[QB] = {{0}};
+        for (int64_t j = 0; j < n; j++) {
+            vf16 mv;
+            VLOAD(mv, m + j * mst + d0);
+            a[0] += w[j] * mv;
+            a[1] += w[T + j] * mv;
+            a[2] += w[2 * T + j] * mv;
+            a[3] += w[3 * T + j] * mv;
+        }
+        for (int i = 0; i < QB; i++) {
+            if (acc) {
+                vf16 yv;
+                VLOAD(yv, y[i] + d0);
+                a[i] = yv + a[i];
+            }
+            VSTORE(y[i] + d0, a[i]);
+        }
+    }
+    for (; d0 < D; d0++)
+        for (int i = 0; i < QB; i++) {
+            float sum = 0.0f;
+            for (int64_t j = 0; j < n; j++) sum += w[i * T + j] * m[j * mst + d0];
+            y[i][d0] = acc ? y[i][d0] + sum : sum;
+        }
+}
+
+/* g[j*D + d] += w[j] x_0[d] + w[T+j] x_1[d] + ... (in that order), j < n */
+static inline void mk_outer(float *g, const float *w, int64_t T, const float *const x[QB], int64_t n, int64_t D) {
+    for (int64_t j = 0; j < n; j++) {
+        float *gr = g + j * D;
+        const float c0 = w[j], c1 = w[T + j], c2 = w[2 * T + j], c3 = w[3 * T + j];
+        int64_t d0 = 0;
+        for (; d0 + VW <= D; d0 += VW) {
+            vf16 gv, xv;
+            VLOAD(gv, gr + d0);
+            VLOAD(xv, x[0] + d0);
+            gv += c0 * xv;
+            VLOAD(xv, x[1] + d0);
+            gv += c1 * xv;
+            VLOAD(xv, x[2] + d0);
+            gv += c2 * xv;
+            VLOAD(xv, x[3] + d0);
+            gv += c3 * xv;
+            VSTORE(gr + d0, gv);
+        }
+        for (; d0 < D; d0++) {
+            float v = gr[d0];
+            v += c0 * x[0][d0];
+            v += c1 * x[1][d0];
+            v += c2 * x[2][d0];
+            v += c3 * x[3][d0];
+            gr[d0] = v;
+        }
+    }
+}
+
+/* Row pointers of rows t0 .. t0+nq-1, padded to QB with the last one. */
+static inline void block_rows(const float *x[QB], const float *base, int64_t st, int64_t t0, int nq) {
+    for (int i = 0; i < QB; i++) x[i] = base + (t0 + (i < nq ? i : nq - 1)) * st;
+}
+
 /* Hot per-head kernels are built for several ISAs (MTFT_SIMD_CLONES, ops_simd.h):
  * the default build targets baseline x86-64 (SSE2); these loops run wider
  * with AVX2 / AVX-512 and give the same bits. */
-/* One (b, h): o [T, D], lse [T]. Scratch: kt D*T, s and e T each. */
+
+/* One (b, h): o [T, D], lse [T]. Scratch (Tp = padded(T)): kt D*Tp, s and e
+ * QB*Tp each, dummy D. */
 MTFT_SIMD_CLONES
 static void fwd_head(const attn_dims *a, int64_t L, const float *qb, int64_t qst, const float *kb, int64_t kst,
                      const float *vb, int64_t vst, float *ob, float *lb, float *scratch) {
-    const int64_t T = a->T, D = a->D;
-    float *kt = scratch, *s = kt + D * T, *e = s + T;
-    transpose_head(kt, kb, kst, L, T, D);
-    for (int64_t t = 0; t < T; t++) {
-        float *orow = ob + t * D;
-        for (int64_t d = 0; d < D; d++) orow[d] = 0.0f;
-        if (t >= L) {
-            lb[t] = 0.0f; /* padded query row: output 0, never read back */
-            continue;
+    const int64_t T = a->T, D = a->D, Tp = padded(T);
+    float *kt = scratch, *s = kt + D * Tp, *e = s + QB * Tp, *dummy = e + QB * Tp;
+    transpose_head(kt, kb, kst, L, Tp, D);
+    for (int64_t t = L; t < T; t++) {
+        memset(ob + t * D, 0, (size_t)D * sizeof(float)); /* padded query row: zeros */
+        lb[t] = 0.0f;                                     /* never read back */
+    }
+    for (int64_t t0 = 0; t0 < L; t0 += QB) {
+        const int nq = (int)(L - t0 < QB ? L - t0 : QB);
+        const int64_t nkmax = n_keys(a, t0 + nq - 1, L);
+        const float *x[QB];
+        float *y[QB], inv[QB];
+        block_rows(x, qb, qst, t0, nq);
+        mk_scores(s, x, kt, Tp, nkmax, D, a->scale);
+        for (int i = 0; i < QB; i++) {
+            float *si = s + i * Tp, *ei = e + i * Tp;
+            y[i] = i < nq ? ob + (t0 + i) * D : dummy;
+            int64_t nk = 0;
+            if (i < nq) {
+                nk = n_keys(a, t0 + i, L);
+                const float m = mtft__row_max(si, nk);
+                const float sum = (float)mtft__row_sum_exp(si, nk, m, ei);
+                inv[i] = 1.0f / sum;
+                lb[t0 + i] = m + logf(sum);
+            }
+            for (int64_t j = nk; j < nkmax; j++) ei[j] = 0.0f; /* masked in this block */
         }
-        const int64_t nk = n_keys(a, t, L);
-        scores_row(s, qb + t * qst, kt, nk, T, D, a->scale);
-        const float m = mtft__row_max(s, nk);
-        const float sum = (float)mtft__row_sum_exp(s, nk, m, e);
-        for (int64_t j = 0; j < nk; j++) {
-            const float p = e[j];
-            const float *vr = vb + j * vst;
-            for (int64_t d = 0; d < D; d++) orow[d] += p * vr[d];
-        }
-        const float inv = 1.0f / sum;
-        for (int64_t d = 0; d < D; d++) orow[d] *= inv;
-        lb[t] = m + logf(sum);
+        mk_wrows(y, e, Tp, vb, vst, nkmax, D, 0);
+        for (int i = 0; i < nq; i++)
+            for (int64_t d = 0; d < D; d++) y[i][d] *= inv[i];
     }
 }
 
 /* One query head h of kv group (b, hk), rows t < L. The caller owns dk/dv of
  * the kv head (dkb, dvb [T, D]) and dq of the query head (dqb [T, D]).
- * kt, vt: the group's K^T, V^T; sc, p, ds: scratch rows of T. */
+ * kt, vt: the group's K^T, V^T (row stride Tp = padded(T)); sc, p, ds: QB*Tp
+ * each; dummy: D. */
 MTFT_SIMD_CLONES
 static void bwd_head(const attn_dims *a, int64_t L, const float *qb, int64_t qst, const float *kb, int64_t kst,
                      const float *kt, const float *vt, const float *ob, const float *dob, const float *lb,
-                     float *dqb, float *dkb, float *dvb, float *sc, float *p, float *ds) {
-    const int64_t T = a->T, D = a->D;
-    for (int64_t t = 0; t < L; t++) {
-        const int64_t nk = n_keys(a, t, L);
-        const float *qrow = qb + t * qst, *orow = ob + t * D, *dorow = dob + t * D;
-        scores_row(sc, qrow, kt, nk, T, D, a->scale);
-        mtft__vexp_sub(p, sc, nk, lb[t]);
-        float Dt = 0.0f;
-        for (int64_t d = 0; d < D; d++) Dt += dorow[d] * orow[d];
-        /* dP through V^T, then dS (times scale) in place */
-        for (int64_t j = 0; j < nk; j++) ds[j] = 0.0f;
-        for (int64_t d = 0; d < D; d++) {
-            const float gd = dorow[d];
-            const float *vr = vt + d * T;
-            for (int64_t j = 0; j < nk; j++) ds[j] += gd * vr[j];
+                     float *dqb, float *dkb, float *dvb, float *sc, float *p, float *ds, float *dummy) {
+    const int64_t D = a->D, Tp = padded(a->T);
+    for (int64_t t0 = 0; t0 < L; t0 += QB) {
+        const int nq = (int)(L - t0 < QB ? L - t0 : QB);
+        const int64_t nkmax = n_keys(a, t0 + nq - 1, L);
+        const float *x[QB], *dox[QB], *ox[QB];
+        block_rows(x, qb, qst, t0, nq);
+        block_rows(dox, dob, D, t0, nq);
+        block_rows(ox, ob, D, t0, nq);
+        mk_scores(sc, x, kt, Tp, nkmax, D, a->scale); /* S */
+        mk_scores(ds, dox, vt, Tp, nkmax, D, 1.0f);   /* dP = dO V^T */
+        for (int i = 0; i < QB; i++) {
+            float *pi = p + i * Tp, *di = ds + i * Tp;
+            int64_t nk = 0;
+            if (i < nq) {
+                nk = n_keys(a, t0 + i, L);
+                mtft__vexp_sub(pi, sc + i * Tp, nk, lb[t0 + i]);
+                float Dt = 0.0f;
+                for (int64_t d = 0; d < D; d++) Dt += dox[i][d] * ox[i][d];
+                for (int64_t j = 0; j < nk; j++) di[j] = pi[j] * (di[j] - Dt) * a->scale;
+            }
+            for (int64_t j = nk; j < nkmax; j++) pi[j] = di[j] = 0.0f;
         }
-        for (int64_t j = 0; j < nk; j++) ds[j] = p[j] * (ds[j] - Dt) * a->scale;
         if (dqb) {
-            float *dqrow = dqb + t * D;
-            for (int64_t j = 0; j < nk; j++) {
-                const float c = ds[j];
-                const float *kr = kb + j * kst;
-                for (int64_t d = 0; d < D; d++) dqrow[d] += c * kr[d];
-            }
+            float *y[QB];
+            for (int i = 0; i < QB; i++) y[i] = i < nq ? dqb + (t0 + i) * D : dummy;
+            mk_wrows(y, ds, Tp, kb, kst, nkmax, D, 1); /* dQ += dS K */
         }
-        if (dkb)
-            for (int64_t j = 0; j < nk; j++) {
-                const float c = ds[j];
-                float *dkr = dkb + j * D;
-                for (int64_t d = 0; d < D; d++) dkr[d] += c * qrow[d];
-            }
-        if (dvb)
-            for (int64_t j = 0; j < nk; j++) {
-                const float c = p[j];
-                float *dvr = dvb + j * D;
-                for (int64_t d = 0; d < D; d++) dvr[d] += c * dorow[d];
-            }
+        if (dkb) mk_outer(dkb, ds, Tp, x, nkmax, D);  /* dK += dS^T Q */
+        if (dvb) mk_outer(dvb, p, Tp, dox, nkmax, D); /* dV += P^T dO */
     }
 }
 
 static void attention_forward(const attn_dims *a, const mtft_tensor *q, const mtft_tensor *k, const mtft_tensor *v,
                               const int32_t *len, float *o, float *lse, float *scratch) {
     const int64_t B = a->B, H = a->H, T = a->T, D = a->D;
-    const int64_t per = D * T + 2 * T;
+    const int64_t per = D * padded(T) + 2 * QB * padded(T) + D;
 #pragma omp parallel for schedule(dynamic, 1) if (B * H > 1 && B * H * T * T * D > 65536)
     for (int64_t bh = 0; bh < B * H; bh++) {
         const int64_t b = bh / H, h = bh % H, hk = h / a->rep;
@@ -183,22 +282,23 @@ static int attention_backward(mtft_graph *g, mtft_node *n) {
     a.B = q->ne[0], a.H = q->ne[1], a.Hkv = k->ne[1], a.T = q->ne[2], a.D = q->ne[3];
     a.rep = a.H / a.Hkv, a.scale = n->f[0], a.causal = (int)n->i[0];
     const int64_t B = a.B, H = a.H, Hkv = a.Hkv, T = a.T, D = a.D;
-    const int64_t per = 2 * D * T + 3 * T;
+    const int64_t Tp = padded(T), per = 2 * D * Tp + 3 * QB * Tp + D;
     float *scratch = mtft__scratch(g, (size_t)(n_workers() * per) * sizeof(float));
     if (!scratch) return g->status ? g->status : MTFT_ENOMEM;
     const float *o = n->out->data, *dout = n->out->grad;
 #pragma omp parallel for schedule(dynamic, 1) if (B * Hkv > 1 && B * H * T * T * D > 65536)
     for (int64_t bg = 0; bg < B * Hkv; bg++) {
         const int64_t b = bg / Hkv, hk = bg % Hkv, L = sv->len[b];
-        float *kt = scratch + worker_id() * per, *vt = kt + D * T, *sc = vt + D * T, *p = sc + T, *ds = p + T;
+        float *kt = scratch + worker_id() * per, *vt = kt + D * Tp, *sc = vt + D * Tp, *p = sc + QB * Tp;
+        float *ds = p + QB * Tp, *dummy = ds + QB * Tp;
         const float *kb = k->data + b * k->st[0] + hk * k->st[1];
-        transpose_head(kt, kb, k->st[2], L, T, D);
-        transpose_head(vt, v->data + b * v->st[0] + hk * v->st[1], v->st[2], L, T, D);
+        transpose_head(kt, kb, k->st[2], L, Tp, D);
+        transpose_head(vt, v->data + b * v->st[0] + hk * v->st[1], v->st[2], L, Tp, D);
         for (int64_t r = 0; r < a.rep; r++) {
             const int64_t h = hk * a.rep + r, bh = b * H + h;
             bwd_head(&a, L, q->data + b * q->st[0] + h * q->st[1], q->st[2], kb, k->st[2], kt, vt, o + bh * T * D,
                      dout + bh * T * D, sv->lse + bh * T, dq ? dq + bh * T * D : NULL, dk ? dk + bg * T * D : NULL,
-                     dv ? dv + bg * T * D : NULL, sc, p, ds);
+                     dv ? dv + bg * T * D : NULL, sc, p, ds, dummy);
         }
     }
     return MTFT_OK;
@@ -238,7 +338,8 @@ mtft_tensor *mtft_attention(mtft_graph *g, mtft_tensor *q, mtft_tensor *k, mtft_
     attn_saved *sv = mtft__scratch(g, sizeof *sv);
     int32_t *len = mtft__scratch(g, (size_t)a.B * sizeof *len);
     float *lse = mtft__scratch(g, (size_t)(a.B * a.H * a.T) * sizeof(float));
-    float *scratch = mtft__scratch(g, (size_t)(n_workers() * (a.D * a.T + 2 * a.T)) * sizeof(float));
+    float *scratch = mtft__scratch(g, (size_t)(n_workers() * (a.D * padded(a.T) + 2 * QB * padded(a.T) + a.D)) *
+                                          sizeof(float));
     mtft_tensor *o = mtft__new(g, 4, q->ne);
     if (!sv || !len || !lse || !scratch || !o) return NULL;
     for (int64_t b = 0; b < a.B; b++) len[b] = valid_len ? valid_len[b] : (int32_t)a.T;
