@@ -1,4 +1,4 @@
-/* Attention benchmark: mtft_attention (fused, plain OpenMP loops) against a
+/* Attention benchmark: mtft_attention (fused OpenMP loops, register tiles) against a
  * BLAS formulation of the same forward pass (per (b, h): S = scale Q K^T by
  * sgemm, masked softmax over rows with OpenMP, O = P V by sgemm; BLAS calls
  * outside any parallel region), on GPT-2-small-like shapes.
