@@ -12,10 +12,11 @@
  * their last dim is contiguous; otherwise they are copied first.
  *
  * Forward: parallel over (b, h). A thread transposes its K head once into
- * scratch K^T [D, T] (so scores for one query are D axpys over keys: plain
- * vectorisable loops, no reductions), then handles one query row at a time
- * with a two-pass softmax over a scratch row of T scores. Saved: O (the
- * output) and lse_t = max + log(sum exp) per row; no T x T matrix is kept.
+ * scratch K^T [D, Tp] (Tp = T rounded up to 16, zero padded), then handles
+ * blocks of QB = 4 query rows: scores in 4 x 16 register tiles, a two-pass
+ * softmax per row over a scratch block of 4 x Tp, P V in 4 x 16 tiles.
+ * Saved: O (the output) and lse_t = max + log(sum exp) per row; no T x T
+ * matrix is kept.
  *
  * Backward (recomputes P from lse): parallel over (b, kv head) so a thread
  * owns the dK/dV rows it writes and the dQ rows of the query heads of its
