@@ -4,6 +4,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "../tensor/blas.h"
 #include "peft_impl.h"
 
 /* ---- rows_combine -------------------------------------------------------------- */
@@ -224,4 +225,111 @@ mtft_tensor *mtft_peft__poly_mix(mtft_graph *g, mtft_tensor *logits, int task, m
         nd->i[1] = routing;
     }
     return out;
+}
+
+/* ---- lora_add (in place) ------------------------------------------------------------ */
+
+typedef struct la_saved {
+    int n;
+    mtft_tensor **h, **w;
+    int64_t *u0, *nu;
+    float *scale;
+    int *wt;
+} la_saved;
+
+static int lora_add_backward(mtft_graph *g, mtft_node *nd) {
+    la_saved *s = nd->saved;
+    mtft_tensor *y = nd->out;
+    const float *dy = y->grad;
+    int64_t O = y->ne[y->ndim - 1], rpu = mtft__numel(y) / (y->ne[0] * O), Ntot = y->ne[0] * rpu;
+    for (int e = 0; e < s->n; e++) {
+        mtft_tensor *h = s->h[e], *w = s->w[e];
+        int64_t R = h->ne[h->ndim - 1], r0 = s->u0[e] * rpu, n = s->nu[e] * rpu;
+        const float *dye = dy + r0 * O;
+        float sc = s->scale[e];
+        int wt = s->wt[e], rc = MTFT_OK;
+        float *dh = mtft__grad(g, h);
+        /* y_rows += sc * h op(w), op(w) = w^T ([out, R] stored) or w ([R, out]) */
+        if (dh) rc = mtft__sgemm(0, !wt, n, R, O, sc, dye, O, w->data, wt ? R : O, 1.0f, dh, R);
+        if (rc < 0) return rc;
+        if (mtft__is_split(w)) {
+            for (int k = 0; k < g->n_parts || k == 0; k++) {
+                int64_t p0, p1;
+                if ((rc = mtft__part_rows(g, w, Ntot, k, &p0, &p1)) < 0) return rc;
+                p0 = p0 > r0 ? p0 : r0;
+                p1 = p1 < r0 + n ? p1 : r0 + n;
+                float *dwk = mtft__split_grad(g, w, k);
+                if (!dwk) return g->status;
+                if (p1 <= p0) continue;
+                const float *hk = h->data + (p0 - r0) * R, *dyk = dy + p0 * O;
+                rc = wt ? mtft__sgemm(1, 0, O, R, p1 - p0, sc, dyk, O, hk, R, 1.0f, dwk, R)
+                        : mtft__sgemm(1, 0, R, O, p1 - p0, sc, hk, R, dyk, O, 1.0f, dwk, O);
+                if (rc < 0) return rc;
+            }
+        } else {
+            float *dw = mtft__grad(g, w);
+            if (dw) rc = wt ? mtft__sgemm(1, 0, O, R, n, sc, dye, O, h->data, R, 1.0f, dw, R)
+                            : mtft__sgemm(1, 0, R, O, n, sc, h->data, R, dye, O, 1.0f, dw, O);
+            if (rc < 0) return rc;
+        }
+    }
+    return g->status;
+}
+static const mtft_op_def lora_add_op = {"peft_lora_add", lora_add_backward};
+
+mtft_tensor *mtft_peft__lora_add(mtft_graph *g, mtft_tensor *y, int n, mtft_tensor **h, mtft_tensor **w,
+                                 const int64_t *u0, const int64_t *nu, const float *scale, const int *wt) {
+    if (!mtft__op_begin(g, 1, y)) return NULL;
+    for (int e = 0; e < n; e++)
+        if (!mtft__op_begin(g, 2, h[e], w[e])) return NULL;
+    if (n == 0) return y;
+    char sy[64], sh[64], sw[64];
+    mtft__shape_str(y, sy, sizeof sy);
+    if (!mtft__contig(y) || y->ndim < 2)
+        return mtft__op_fail(g, MTFT_EINVAL, "peft lora_add: y %s must be contiguous with >= 2 dims", sy);
+    int64_t O = y->ne[y->ndim - 1], rpu = mtft__numel(y) / (y->ne[0] * O);
+    for (int e = 0; e < n; e++) {
+        int64_t R = h[e]->ne[h[e]->ndim - 1];
+        mtft__shape_str(h[e], sh, sizeof sh);
+        mtft__shape_str(w[e], sw, sizeof sw);
+        int wok = w[e]->ndim == 2 && mtft__contig(w[e]) &&
+                  (wt[e] ? (w[e]->ne[0] == O && w[e]->ne[1] == R) : (w[e]->ne[0] == R && w[e]->ne[1] == O));
+        if (u0[e] < 0 || nu[e] < 1 || u0[e] + nu[e] > y->ne[0] || !mtft__contig(h[e]) ||
+            mtft__numel(h[e]) != nu[e] * rpu * R || !wok)
+            return mtft__op_fail(g, MTFT_ESHAPE,
+                                 "peft lora_add: entry %d: h %s and weight %s do not fit rows [%lld, %lld) of y %s",
+                                 e, sh, sw, (long long)u0[e], (long long)(u0[e] + nu[e]), sy);
+    }
+    for (int e = 0; e < n; e++) {
+        int64_t R = h[e]->ne[h[e]->ndim - 1];
+        int rc = mtft__sgemm(0, wt[e], nu[e] * rpu, O, R, scale[e], h[e]->data, R, w[e]->data, wt[e] ? R : O, 1.0f,
+                             y->data + u0[e] * rpu * O, O);
+        if (rc < 0) return mtft__op_fail(g, rc, "%s", mtft_error_last()->message);
+    }
+    mtft_tensor *any = NULL;
+    for (int e = 0; e < n && !any; e++)
+        if (mtft__needs_grad(h[e])) any = h[e];
+        else if (mtft__needs_grad(w[e])) any = w[e];
+    if (!any) return y;
+    mtft_node *nd = mtft__record(g, &lora_add_op, y, 1, any);
+    if (nd) {
+        la_saved *s = mtft__scratch(g, sizeof *s);
+        if (!s) return NULL;
+        s->n = n;
+        s->h = mtft__scratch(g, (size_t)n * sizeof *s->h);
+        s->w = mtft__scratch(g, (size_t)n * sizeof *s->w);
+        s->u0 = mtft__scratch(g, (size_t)n * sizeof *s->u0);
+        s->nu = mtft__scratch(g, (size_t)n * sizeof *s->nu);
+        s->scale = mtft__scratch(g, (size_t)n * sizeof *s->scale);
+        s->wt = mtft__scratch(g, (size_t)n * sizeof *s->wt);
+        if (!s->h || !s->w || !s->u0 || !s->nu || !s->scale || !s->wt) return NULL;
+        memcpy(s->h, h, (size_t)n * sizeof *h);
+        memcpy(s->w, w, (size_t)n * sizeof *w);
+        memcpy(s->u0, u0, (size_t)n * sizeof *u0);
+        memcpy(s->nu, nu, (size_t)n * sizeof *nu);
+        memcpy(s->scale, scale, (size_t)n * sizeof *scale);
+        memcpy(s->wt, wt, (size_t)n * sizeof *wt);
+        nd->saved = s;
+    }
+    return y;
 }

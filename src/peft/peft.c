@@ -4,7 +4,7 @@
  * At each projection (mtft_nn__proj) of layer l, module name n:
  *   in-hook:  (IA)3 ff: x rows of task k *= l_ff_k            (MLP down projection input)
  *   hook:     1. y += shared LoRA(x) on all rows; y rows of task k += LoRA_k(x_k),
- *                += Poly_k(x_k)                         (one rows_combine node)
+ *                += Poly_k(x_k)        (one in-place lora_add node: a GEMM per task)
  *             2. (IA)3: y rows of task k *= (1, l_k, l_v)  (k/v projections)
  *             3. adapters at the attention / MLP output: y_k += up(act(down(y_k)));
  *                ScaLearn targets: y_t = sum_j w_j (y_t + adapter_j(y_t))
@@ -312,25 +312,25 @@ static mtft_tensor *rows(mtft_graph *g, mtft_tensor *x, int64_t u0, int64_t n) {
     return mtft_slice(g, x, 0, u0, n);
 }
 
-static mtft_tensor *lora_delta(mtft_graph *g, mtft_tensor *x, mtft_tensor *A, mtft_tensor *B, float scale,
-                               float dropout) {
+/* LoRA's first half on x (rows of one task, or all): h = drop(x) A^T [.., R]. */
+static mtft_tensor *lora_h(mtft_graph *g, mtft_tensor *x, mtft_tensor *A, float dropout) {
     if (dropout > 0.0f) x = mtft_dropout(g, x, dropout);
-    mtft_tensor *d = mtft_linear(g, mtft_linear(g, x, A, NULL), B, NULL);
-    return scale == 1.0f ? d : mtft_scale(g, d, scale);
+    return mtft_linear(g, x, A, NULL);
 }
 
-/* x [.., in] (task rows) through Poly for task k. */
-static mtft_tensor *poly_delta(mtft_peft *p, mtft_graph *g, mtft_tensor *x, int slot, int k, int64_t in,
-                               int64_t out) {
+/* Poly for task k on x (its rows): h = x A_k [.., R] and *Bk [R, out], the
+ * skills mixed by k's routing; y += h B_k / R is done by lora_add. */
+static mtft_tensor *poly_h(mtft_peft *p, mtft_graph *g, mtft_tensor *x, int slot, int k, int64_t in, int64_t out,
+                           mtft_tensor **Bk) {
     mtft_peft_poly *po = p->poly;
     int64_t S = po->o.n_splits, R = po->o.rank;
     mtft_tensor *A = mtft_peft__poly_mix(g, po->logits[slot], k, po->A[slot], po->o.routing); /* [S, in/S*R] */
     mtft_tensor *B = mtft_peft__poly_mix(g, po->logits[slot], k, po->B[slot], po->o.routing); /* [S, R*out/S] */
     int64_t sa[2] = {in, R}, sb[3] = {S, R, out / S}, sb2[2] = {R, out};
     A = mtft_reshape(g, A, 2, sa);
-    B = mtft_reshape(g, mtft_contiguous(g, mtft_transpose(g, mtft_reshape(g, B, 3, sb), 0, 1)), 2, sb2);
-    mtft_tensor *d = mtft_linear_t(g, mtft_linear_t(g, x, A, NULL), B, NULL);
-    return mtft_scale(g, d, 1.0f / (float)R);
+    /* PEFT: B.transpose(1, 2).reshape(r, out) of [S, R, out/S] */
+    *Bk = mtft_reshape(g, mtft_contiguous(g, mtft_transpose(g, mtft_reshape(g, B, 3, sb), 0, 1)), 2, sb2);
+    return mtft_linear_t(g, x, A, NULL);
 }
 
 static mtft_tensor *act(mtft_graph *g, mtft_tensor *x, mtft_peft_act a) {
@@ -407,7 +407,8 @@ mtft_tensor *mtft_peft__proj_hook(mtft_nn_ctx *ctx, const char *name, mtft_tenso
     const int32_t *off = NULL;
     entries e;
 
-    /* 1. LoRA (shared, per task) and Poly */
+    /* 1. LoRA (shared, per task) and Poly: in place on the fresh y, one
+     * GEMM per task on its rows */
     int need = 0, any = 0;
     if (p->shared && !p->shared->merged && p->shared->A[slot]) any = 1;
     for (int k = 0; k < K; k++)
@@ -415,24 +416,36 @@ mtft_tensor *mtft_peft__proj_hook(mtft_nn_ctx *ctx, const char *name, mtft_tenso
     if (p->poly && p->poly->A[slot]) need = 1;
     if (need && !(off = batch_rows(p, ctx))) return NULL;
     if (need || any) {
-        if (!entries_init(g, &e, 2 * K + 1)) return NULL;
-        if (any && !entries_push(&e, lora_delta(g, x, p->shared->A[slot], p->shared->B[slot], p->shared->scale,
-                                                p->shared->dropout),
-                                 0, ctx->B, 1))
-            return NULL;
+        int cap = 2 * K + 1, n = 0;
+        mtft_tensor **hs = mtft__scratch(g, (size_t)cap * sizeof *hs), **ws = mtft__scratch(g, (size_t)cap * sizeof *ws);
+        int64_t *u0s = mtft__scratch(g, (size_t)cap * sizeof *u0s), *nus = mtft__scratch(g, (size_t)cap * sizeof *nus);
+        float *scs = mtft__scratch(g, (size_t)cap * sizeof *scs);
+        int *wts = mtft__scratch(g, (size_t)cap * sizeof *wts);
+        if (!hs || !ws || !u0s || !nus || !scs || !wts) return NULL;
+#define PUSH(h_, w_, u0_, nu_, sc_, wt_)                                                            \
+    do {                                                                                            \
+        hs[n] = (h_), ws[n] = (w_), u0s[n] = (u0_), nus[n] = (nu_), scs[n] = (sc_), wts[n] = (wt_); \
+        if (!hs[n] || !ws[n]) return NULL;                                                          \
+        n++;                                                                                        \
+    } while (0)
+        if (any) {
+            mtft_peft_lora *sh = p->shared;
+            PUSH(lora_h(g, x, sh->A[slot], sh->dropout), sh->B[slot], 0, ctx->B, sh->scale, 1);
+        }
         for (int k = 0; k < K && need; k++) {
             int64_t u0 = off[k], nk = off[k + 1] - off[k];
             if (nk == 0) continue;
             mtft_peft_lora *lo = p->lora[k];
-            if (lo && !lo->merged && lo->A[slot] &&
-                !entries_push(&e, lora_delta(g, rows(g, x, u0, nk), lo->A[slot], lo->B[slot], lo->scale, lo->dropout),
-                              u0, nk, 1))
-                return NULL;
-            if (p->poly && p->poly->A[slot] &&
-                !entries_push(&e, poly_delta(p, g, rows(g, x, u0, nk), slot, k, in, out), u0, nk, 1))
-                return NULL;
+            if (lo && !lo->merged && lo->A[slot])
+                PUSH(lora_h(g, rows(g, x, u0, nk), lo->A[slot], lo->dropout), lo->B[slot], u0, nk, lo->scale, 1);
+            if (p->poly && p->poly->A[slot]) {
+                mtft_tensor *Bk = NULL;
+                mtft_tensor *h = poly_h(p, g, rows(g, x, u0, nk), slot, k, in, out, &Bk);
+                PUSH(h, Bk, u0, nk, 1.0f / (float)p->poly->o.rank, 0);
+            }
         }
-        y = mtft_peft__rows_combine(g, y, e.n, e.src, e.u0, e.nu, e.add);
+#undef PUSH
+        y = mtft_peft__lora_add(g, y, n, hs, ws, u0s, nus, scs, wts);
         if (!y) return NULL;
     }
 

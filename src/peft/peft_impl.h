@@ -87,6 +87,15 @@ int mtft_peft__check_task(const mtft_peft *p, int task, int allow_shared, const 
  * overlap other entries). Returns a new tensor. */
 mtft_tensor *mtft_peft__rows_combine(mtft_graph *g, mtft_tensor *y, int n, mtft_tensor **src, const int64_t *u0,
                                      const int64_t *nu, const int *add);
+/* In place on y (the fresh output of a base projection, which no recorded
+ * op has saved): for each entry, y rows [u0*rpu, (u0+nu)*rpu) += scale *
+ * h op(w), h [.., R] holding those rows, op(w) = w^T for w [out, R] (wt 1,
+ * LoRA's B) or w for w [R, out] (wt 0, Poly's mixed B). No copy and no delta
+ * tensor: one GEMM with beta = 1 per entry. Backward: dh += scale dy op(w)^T
+ * and dw per entry (per part of the row partition when w's group is split).
+ * Returns y. */
+mtft_tensor *mtft_peft__lora_add(mtft_graph *g, mtft_tensor *y, int n, mtft_tensor **h, mtft_tensor **w,
+                                 const int64_t *u0, const int64_t *nu, const float *scale, const int *wt);
 /* Poly skill mixing: logits [K, S*Q] (row `task`), skills [S, Q, D] ->
  * [S, D]: out[s] = sum_q w[s,q] skills[s,q], w = routing of logits[task]
  * viewed as [S, Q] (S splits, Q skills). */
