@@ -13,5 +13,11 @@
 #include "mtft/optim.h"
 #include "mtft/sampler.h"
 #include "mtft/balance.h"
+#include "mtft/head.h"
+#include "mtft/peft.h"
+#include "mtft/task.h"
+#include "mtft/data.h"
+#include "mtft/config.h"
+#include "mtft/metrics.h"
 
 #endif
