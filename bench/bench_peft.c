@@ -13,6 +13,9 @@
  *                one LM loss per task on its rows (sum)
  * Defaults: B 4, T 256, 12 layers, 3 timed steps (after 1 warm-up), 8 tasks.
  * Output: {"name", "mtft_s" (median step), "mtft_rss_mb" (peak RSS), ...} */
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L /* clock_gettime, getrusage */
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
