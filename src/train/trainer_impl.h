@@ -1,0 +1,76 @@
+/* Internal state of the trainer (src/train/trainer*.c). Not installed. */
+#ifndef MTFT_TRAINER_IMPL_H
+#define MTFT_TRAINER_IMPL_H
+
+#include <stdio.h>
+
+#include "../core/core.h"
+#include "mtft/optim.h"
+#include "mtft/peft.h"
+#include "mtft/trainer.h"
+
+/* One task's metrics on one split. */
+typedef struct mtft_trainer_res {
+    double v[MTFT_METRIC_COUNT_];
+    unsigned char def[MTFT_METRIC_COUNT_];
+    unsigned char have[MTFT_METRIC_COUNT_];
+    int64_t n;
+    int done;
+} mtft_trainer_res;
+
+struct mtft_trainer {
+    mtft_trainer_options o;
+    char *lora_targets, *log_path;
+    mtft_model *m;
+    int n_tasks, cap;
+    mtft_task **tasks;
+    mtft_head **heads;
+    char **names;
+    mtft_metric *primary;
+    int prepared;
+    /* what trains */
+    mtft_peft *peft;
+    mtft_param_group *shared;  /* the shared LoRA group, or NULL */
+    mtft_param_group **groups; /* every trainable group, in optimizer order */
+    float *group_scale;
+    float **best;              /* copies of the groups' data at the best dev score */
+    int n_groups;
+    mtft_adamw *opt;
+    mtft_sampler *sampler;
+    mtft_balancer *bal;
+    int grad_level;
+    void *bal_state;
+    size_t bal_state_n;
+    float *gsum;
+    mtft_graph *g;
+    mtft_batch batch;
+    /* per-step scratch (one block) */
+    void *buf;
+    float *losses, *weights, *last_w, *w_out;
+    double *rates;
+    int *rows;
+    uint8_t *mask;
+    int64_t *n_tok, *n_smp;
+    int32_t *row_off, *task_ids;
+    int64_t *ex_idx;
+    mtft_example_ref *refs;
+    int32_t *pred_ids;
+    float *pred_vals;
+    /* counters */
+    int64_t step, n_skipped, tokens_total;
+    double train_seconds, run_t0, eval_seconds;
+    int64_t run_step0;
+    /* evaluation and selection */
+    mtft_trainer_res *res[MTFT_SPLIT_COUNT];
+    double score[MTFT_SPLIT_COUNT];
+    int have_score[MTFT_SPLIT_COUNT];
+    double best_score;
+    int64_t best_step;
+    int bad_evals, have_best;
+    FILE *log;
+};
+
+int mtft_trainer__prepare(mtft_trainer *tr);
+double mtft_trainer__now(void);
+
+#endif

@@ -1,0 +1,501 @@
+/* ctest-labels: unit */
+/* ctest-timeout: 600 */
+/* Trainer: a tiny model learns three synthetic tasks (classification,
+ * regression, tagging) in mixed batches; progress callback and JSONL log
+ * contents; stopping by callback; non-finite steps are skipped and change
+ * nothing; a resumed run reproduces the loss curve bit for bit; gradient-level
+ * balancing on a shared LoRA; pretraining lowers the LM loss; errors. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "mtft/config.h"
+#include "mtft/trainer.h"
+#include "mtft_test.h"
+
+static char g_dir[512];
+
+static const char *k_words[] = {"red", "blue", "green", "cat", "dog", "sun", "moon", "tree", "rock", "fish",
+                                "bird", "star", "rain", "snow", "wind", "fire"};
+#define N_WORDS 16
+
+static int write_tasks(void) {
+    snprintf(g_dir, sizeof g_dir, "%s/trainer_test_%d", MTFT_BINARY_DIR, (int)getpid());
+    mkdir(g_dir, 0777);
+    const char *splits[3] = {"train", "dev", "test"};
+    const int counts[3] = {240, 60, 60};
+    uint64_t s = 12345;
+    for (int sp = 0; sp < 3; sp++) {
+        char p[700];
+        FILE *fc, *fr, *ft;
+        snprintf(p, sizeof p, "%s/cls_%s.jsonl", g_dir, splits[sp]);
+        fc = fopen(p, "w");
+        snprintf(p, sizeof p, "%s/reg_%s.jsonl", g_dir, splits[sp]);
+        fr = fopen(p, "w");
+        snprintf(p, sizeof p, "%s/tag_%s.jsonl", g_dir, splits[sp]);
+        ft = fopen(p, "w");
+        if (!fc || !fr || !ft) return -1;
+        for (int i = 0; i < counts[sp]; i++) {
+            int w[4];
+            for (int j = 0; j < 4; j++) {
+                s = s * 6364136223846793005ull + 1442695040888963407ull;
+                w[j] = (int)((s >> 33) % N_WORDS);
+            }
+            /* classification: is the first word an animal-ish word (index 3..5 or 9..10)? */
+            const int pos = (w[0] >= 3 && w[0] <= 5) || w[0] == 9 || w[0] == 10;
+            fprintf(fc, "{\"text\": \"%s %s %s\", \"label\": \"%s\"}\n", k_words[w[0]], k_words[w[1]], k_words[w[2]],
+                    pos ? "yes" : "no");
+            /* regression: the first word's index / 4 */
+            fprintf(fr, "{\"text\": \"%s %s\", \"value\": %.2f}\n", k_words[w[0]], k_words[w[1]], w[0] / 4.0);
+            /* tagging: a word is X when its index is even */
+            fprintf(ft, "{\"tokens\": [\"%s\", \"%s\", \"%s\", \"%s\"], \"tags\": [\"%s\", \"%s\", \"%s\", \"%s\"]}\n",
+                    k_words[w[0]], k_words[w[1]], k_words[w[2]], k_words[w[3]], w[0] % 2 ? "O" : "X",
+                    w[1] % 2 ? "O" : "X", w[2] % 2 ? "O" : "X", w[3] % 2 ? "O" : "X");
+        }
+        fclose(fc);
+        fclose(fr);
+        fclose(ft);
+    }
+    return 0;
+}
+
+static void rm_dir(const char *d) {
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", d);
+    if (system(cmd) != 0) fprintf(stderr, "check_trainer: could not remove %s\n", d);
+}
+
+/* A fixture: tokenizer, tasks, a tiny model. */
+typedef struct fx {
+    mtft_tokenizer *tok;
+    mtft_task *tasks[3];
+    mtft_model *m;
+} fx;
+
+static void fx_init(fx *f, uint64_t seed) {
+    memset(f, 0, sizeof *f);
+    char text[4096] = "";
+    for (int r = 0; r < 20; r++)
+        for (int i = 0; i < N_WORDS; i++) {
+            strcat(text, " ");
+            strcat(text, k_words[i]);
+        }
+    const char *sp[1] = {"<|endoftext|>"};
+    mtft_bpe_train_options bo = MTFT_BPE_TRAIN_OPTIONS_INIT;
+    bo.vocab_size = 300;
+    bo.special_tokens = sp;
+    bo.n_special_tokens = 1;
+    ck_assert_int_eq(mtft_tokenizer_train(&f->tok, text, strlen(text), &bo), MTFT_OK);
+    const char *names[3] = {"cls", "reg", "tag"};
+    const mtft_task_type types[3] = {MTFT_TASK_CLASSIFICATION, MTFT_TASK_REGRESSION, MTFT_TASK_TAGGING};
+    mtft_data_options dopt = MTFT_DATA_OPTIONS_INIT;
+    dopt.log_progress = 0;
+    for (int k = 0; k < 3; k++) {
+        char tr[700], dv[700], te[700];
+        snprintf(tr, sizeof tr, "%s/%s_train.jsonl", g_dir, names[k]);
+        snprintf(dv, sizeof dv, "%s/%s_dev.jsonl", g_dir, names[k]);
+        snprintf(te, sizeof te, "%s/%s_test.jsonl", g_dir, names[k]);
+        mtft_task_options o = MTFT_TASK_OPTIONS_INIT;
+        o.name = names[k];
+        o.type = types[k];
+        o.train_file = tr;
+        o.dev_file = dv;
+        o.test_file = te;
+        ck_assert_msg(mtft_task_new(&f->tasks[k], &o) == MTFT_OK, "%s", mtft_error_last()->message);
+        ck_assert_msg(mtft_task_load(f->tasks[k], f->tok, &dopt) == MTFT_OK, "%s", mtft_error_last()->message);
+    }
+    mtft_model_config c = MTFT_MODEL_CONFIG_INIT;
+    c.vocab_size = mtft_tokenizer_vocab_size(f->tok);
+    c.n_ctx = 16;
+    c.n_embd = 32;
+    c.n_layer = 2;
+    c.n_head = 2;
+    c.n_kv_head = 2;
+    c.n_ff = 64;
+    ck_assert_int_eq(mtft_model_new(&f->m, &c, seed), MTFT_OK);
+}
+
+static void fx_free(fx *f) {
+    mtft_model_free(f->m);
+    for (int k = 0; k < 3; k++) mtft_task_free(f->tasks[k]);
+    mtft_tokenizer_free(f->tok);
+}
+
+static mtft_trainer_options base_opts(void) {
+    mtft_trainer_options o = MTFT_TRAINER_OPTIONS_INIT;
+    o.seed = 7;
+    o.max_steps = 30;
+    o.batch_size = 12;
+    o.max_len = 16;
+    o.lr = 3e-3f;
+    o.warmup_steps = 3;
+    o.lora_rank = 4;
+    o.lora_alpha = 8.0f;
+    o.train_base = 1;
+    o.base_lr_scale = 1.0f;
+    o.head_pool = MTFT_POOL_MEAN;
+    o.sampler.start.strategy = MTFT_SAMPLER_TEMPERATURE;
+    o.sampler.start.temperature = 2.0;
+    o.eval_batch_size = 16;
+    return o;
+}
+
+static mtft_trainer *new_trainer(fx *f, const mtft_trainer_options *o) {
+    mtft_trainer *tr = NULL;
+    ck_assert_msg(mtft_trainer_new(&tr, f->m, o) == MTFT_OK, "%s", mtft_error_last()->message);
+    for (int k = 0; k < 3; k++) ck_assert_int_eq(mtft_trainer_add_task(tr, f->tasks[k], NULL), k);
+    return tr;
+}
+
+/* ---- progress recording ------------------------------------------------------ */
+typedef struct rec {
+    int n_steps, n_evals, stop_at, bad;
+    float loss[256];
+    float task_loss[256][3];
+    int64_t skipped_total;
+    int skipped_steps;
+} rec;
+
+static int on_progress(const mtft_progress *p, void *payload) {
+    rec *r = payload;
+    if (p->event == MTFT_PROGRESS_EVAL) {
+        r->n_evals++;
+        if (!isfinite(p->score)) r->bad = 1;
+        return 0;
+    }
+    if (p->n_tasks != 3 || !p->task_names || strcmp(p->task_names[1], "reg") != 0) r->bad = 1;
+    double rs = 0;
+    int rows = 0;
+    for (int k = 0; k < 3; k++) {
+        rs += p->task_rates[k];
+        rows += p->task_rows[k];
+        if (p->task_rows[k] == 0 && (p->task_weights[k] != 0.0f || !isnan(p->task_loss[k]))) r->bad = 2;
+        if (p->task_rows[k] > 0 && !p->skipped && !(p->task_weights[k] > 0.0f)) r->bad = 3;
+    }
+    if (fabs(rs - 1.0) > 1e-9 || rows != 12) r->bad = 4;
+    if (p->step != r->n_steps + 1) r->bad = 5;
+    if (r->n_steps < 256) {
+        r->loss[r->n_steps] = p->loss;
+        for (int k = 0; k < 3; k++) r->task_loss[r->n_steps][k] = p->task_loss[k];
+    }
+    r->n_steps++;
+    r->skipped_total = p->n_skipped;
+    r->skipped_steps += p->skipped;
+    return r->stop_at && p->step == r->stop_at;
+}
+
+/* Mean over steps [a, b) of the finite losses of task k. */
+static double mean_loss(const rec *r, int k, int a, int b) {
+    double s = 0;
+    int n = 0;
+    for (int i = a; i < b; i++)
+        if (isfinite(r->task_loss[i][k])) s += r->task_loss[i][k], n++;
+    return n ? s / n : NAN;
+}
+
+START_TEST(test_trainer_learns_and_logs) {
+    fx f;
+    fx_init(&f, 1);
+    rec r;
+    memset(&r, 0, sizeof r);
+    char log[700];
+    snprintf(log, sizeof log, "%s/log.jsonl", g_dir);
+    unlink(log);
+    mtft_trainer_options o = base_opts();
+    o.max_steps = 120;
+    o.eval_every = 40;
+    o.progress = on_progress;
+    o.payload = &r;
+    o.log_path = log;
+    o.balancer.method = MTFT_BALANCE_DWA;
+    mtft_trainer *tr = new_trainer(&f, &o);
+    ck_assert_msg(mtft_trainer_run(tr) == MTFT_OK, "%s", mtft_error_last()->message);
+    ck_assert_int_eq(r.bad, 0);
+    ck_assert_int_eq(r.n_steps, 120);
+    ck_assert_int_eq(r.n_evals, 3); /* steps 40, 80 and the final one */
+    ck_assert_int_eq(mtft_trainer_step(tr), 120);
+    /* every task's loss falls */
+    for (int k = 0; k < 3; k++) {
+        const double a = mean_loss(&r, k, 0, 15), b = mean_loss(&r, k, 105, 120);
+        ck_assert_msg(b < 0.7 * a, "task %d: loss %.4f -> %.4f", k, a, b);
+    }
+    ck_assert_int_eq(mtft_trainer_evaluate(tr, MTFT_SPLIT_TEST, 0), MTFT_OK);
+    double acc = 0, tacc = 0, pear = 0, rmse = 0;
+    int def = 0;
+    ck_assert_int_eq(mtft_trainer_eval_value(tr, 0, MTFT_SPLIT_TEST, MTFT_METRIC_ACCURACY, &acc, &def), MTFT_OK);
+    ck_assert_int_eq(mtft_trainer_eval_value(tr, 1, MTFT_SPLIT_TEST, MTFT_METRIC_PEARSON, &pear, &def), MTFT_OK);
+    ck_assert_int_eq(mtft_trainer_eval_value(tr, 1, MTFT_SPLIT_TEST, MTFT_METRIC_RMSE, &rmse, NULL), MTFT_OK);
+    ck_assert_int_eq(mtft_trainer_eval_value(tr, 2, MTFT_SPLIT_TEST, MTFT_METRIC_TOKEN_ACCURACY, &tacc, NULL), MTFT_OK);
+    /* the rules are simple functions of the words: far above chance (0.5-0.65 majority) */
+    ck_assert_msg(acc >= 0.85, "classification accuracy %.3f", acc);
+    ck_assert_msg(pear >= 0.8, "regression pearson %.3f", pear);
+    ck_assert_msg(tacc >= 0.85, "tagging token accuracy %.3f", tacc);
+    /* a metric a type does not report */
+    ck_assert_int_eq(mtft_trainer_eval_value(tr, 0, MTFT_SPLIT_TEST, MTFT_METRIC_RMSE, &rmse, NULL), MTFT_ENOTFOUND);
+    ck_assert_ptr_nonnull(strstr(mtft_error_last()->message, "cls"));
+    /* the log: one line per step and per evaluation, with per-task weights and rates */
+    FILE *fl = fopen(log, "r");
+    ck_assert_ptr_nonnull(fl);
+    char line[4096];
+    int steps = 0, evals = 0;
+    while (fgets(line, sizeof line, fl)) {
+        if (strstr(line, "\"event\":\"step\"")) {
+            steps++;
+            ck_assert_ptr_nonnull(strstr(line, "\"reg\":{\"loss\":"));
+            ck_assert_ptr_nonnull(strstr(line, "\"weight\":"));
+            ck_assert_ptr_nonnull(strstr(line, "\"rate\":"));
+        } else if (strstr(line, "\"event\":\"eval\"")) {
+            evals++;
+            ck_assert_ptr_nonnull(strstr(line, "\"accuracy\":"));
+        }
+    }
+    fclose(fl);
+    ck_assert_int_eq(steps, 120);
+    ck_assert_int_eq(evals, 3);
+    mtft_trainer_free(tr);
+    fx_free(&f);
+}
+END_TEST
+
+START_TEST(test_trainer_callback_stops) {
+    fx f;
+    fx_init(&f, 2);
+    rec r;
+    memset(&r, 0, sizeof r);
+    r.stop_at = 4;
+    mtft_trainer_options o = base_opts();
+    o.progress = on_progress;
+    o.payload = &r;
+    mtft_trainer *tr = new_trainer(&f, &o);
+    ck_assert_int_eq(mtft_trainer_run(tr), MTFT_EUSER);
+    ck_assert_int_eq(r.n_steps, 4);
+    ck_assert_int_eq(mtft_trainer_step(tr), 4);
+    /* adding a task once started is a state error naming the task */
+    ck_assert_int_eq(mtft_trainer_add_task(tr, f.tasks[0], NULL), MTFT_ESTATE);
+    ck_assert_ptr_nonnull(strstr(mtft_error_last()->message, "cls"));
+    mtft_trainer_free(tr);
+    fx_free(&f);
+}
+END_TEST
+
+/* Run to o.max_steps (or stop by callback after step stop_at), recording the
+ * loss curve; optionally load a checkpoint first and save one at the end. */
+static void run_curve(mtft_trainer_options o, uint64_t seed, int stop_at, const char *load_dir, const char *save_dir,
+                      rec *r) {
+    fx f;
+    fx_init(&f, seed);
+    memset(r, 0, sizeof *r);
+    r->stop_at = stop_at;
+    o.progress = on_progress;
+    o.payload = r;
+    mtft_trainer *tr = new_trainer(&f, &o);
+    if (load_dir) {
+        ck_assert_msg(mtft_trainer_load(tr, load_dir) == MTFT_OK, "%s", mtft_error_last()->message);
+        r->n_steps = (int)mtft_trainer_step(tr);
+    }
+    const int rc = mtft_trainer_run(tr);
+    ck_assert_msg(rc == (stop_at ? MTFT_EUSER : MTFT_OK), "%s", mtft_error_last()->message);
+    if (save_dir) ck_assert_msg(mtft_trainer_save(tr, save_dir) == MTFT_OK, "%s", mtft_error_last()->message);
+    mtft_trainer_free(tr);
+    fx_free(&f);
+}
+
+START_TEST(test_trainer_resume_bit_exact) {
+    mtft_trainer_options o = base_opts();
+    o.max_steps = 24;
+    o.schedule = MTFT_LR_COSINE;
+    o.balancer.method = MTFT_BALANCE_UNCERTAINTY; /* a balancer with learnt state */
+    o.grad_clip = 0.5f;
+    o.balancer_drives_sampler = 1;                /* sampler rate overrides are state too */
+    char ck[700];
+    snprintf(ck, sizeof ck, "%s/ckpt", g_dir);
+    static rec full, first, second;
+    run_curve(o, 3, 0, NULL, NULL, &full);
+    run_curve(o, 3, 10, NULL, ck, &first); /* interrupted after step 10 */
+    /* a fresh model with another init: everything that matters comes from the checkpoint */
+    run_curve(o, 99, 0, ck, NULL, &second);
+    ck_assert_int_eq(full.n_steps, 24);
+    ck_assert_int_eq(first.n_steps, 10);
+    ck_assert_int_eq(second.n_steps, 24);
+    ck_assert_int_eq(full.bad + first.bad + second.bad, 0);
+    for (int i = 0; i < 10; i++) ck_assert_msg(memcmp(&full.loss[i], &first.loss[i], sizeof(float)) == 0, "step %d", i + 1);
+    for (int i = 10; i < 24; i++)
+        ck_assert_msg(memcmp(&full.loss[i], &second.loss[i], sizeof(float)) == 0, "step %d: %.9g vs %.9g after resume",
+                      i + 1, (double)full.loss[i], (double)second.loss[i]);
+    for (int i = 10; i < 24; i++)
+        for (int k = 0; k < 3; k++)
+            ck_assert(memcmp(&full.task_loss[i][k], &second.task_loss[i][k], sizeof(float)) == 0);
+    /* the sidecar names the step and the tasks */
+    char p[800];
+    snprintf(p, sizeof p, "%s/trainer.json", ck);
+    FILE *fj = fopen(p, "r");
+    ck_assert_ptr_nonnull(fj);
+    char buf[4096];
+    size_t n = fread(buf, 1, sizeof buf - 1, fj);
+    buf[n] = 0;
+    fclose(fj);
+    ck_assert_ptr_nonnull(strstr(buf, "\"step\": 10"));
+    ck_assert_ptr_nonnull(strstr(buf, "\"name\": \"tag\""));
+    /* a corrupt state is refused, naming the file */
+    snprintf(p, sizeof p, "%s/state.bin", ck);
+    FILE *fs = fopen(p, "r+b");
+    ck_assert_ptr_nonnull(fs);
+    fseek(fs, 40, SEEK_SET);
+    fputc(0x5a, fs);
+    fclose(fs);
+    fx f;
+    fx_init(&f, 3);
+    mtft_trainer *tr = new_trainer(&f, &o);
+    ck_assert_int_eq(mtft_trainer_load(tr, ck), MTFT_EFORMAT);
+    ck_assert_ptr_nonnull(strstr(mtft_error_last()->message, "state.bin"));
+    ck_assert_int_eq(mtft_trainer_step(tr), 0);
+    mtft_trainer_free(tr);
+    fx_free(&f);
+}
+END_TEST
+
+START_TEST(test_trainer_nonfinite_step_skipped) {
+    fx f;
+    fx_init(&f, 4);
+    rec r;
+    memset(&r, 0, sizeof r);
+    mtft_trainer_options o = base_opts();
+    o.max_steps = 3;
+    o.train_base = 0;
+    o.progress = on_progress;
+    o.payload = &r;
+    mtft_trainer *tr = new_trainer(&f, &o);
+    /* poison the regression head: every batch with a 'reg' row has a NaN loss */
+    mtft_param_group *hg = mtft_head_group(mtft_trainer_head(tr, 1));
+    size_t nh = 0;
+    float *hd = mtft_param_group_data(hg, &nh);
+    hd[0] = NAN;
+    mtft_param_group *cg = mtft_head_group(mtft_trainer_head(tr, 0));
+    size_t nc = 0;
+    float *cd = mtft_param_group_data(cg, &nc);
+    float *before = malloc(nc * sizeof *before);
+    memcpy(before, cd, nc * sizeof *before);
+    ck_assert_int_eq(mtft_trainer_run(tr), MTFT_OK);
+    ck_assert_int_eq(r.n_steps, 3);
+    ck_assert_int_eq(r.skipped_steps, 3); /* 12 rows drawn at T = 2 always include 'reg' */
+    ck_assert_int_eq(r.skipped_total, 3);
+    ck_assert_int_eq(memcmp(before, cd, nc * sizeof *before), 0); /* nothing moved */
+    free(before);
+    mtft_trainer_free(tr);
+    fx_free(&f);
+}
+END_TEST
+
+START_TEST(test_trainer_gradient_level) {
+    fx f;
+    fx_init(&f, 5);
+    mtft_trainer_options o = base_opts();
+    o.balancer.method = MTFT_BALANCE_PCGRAD;
+    mtft_trainer *tr = NULL;
+    /* without shared trainable parameters there is nothing to balance */
+    ck_assert_int_eq(mtft_trainer_new(&tr, f.m, &o), MTFT_EINVAL);
+    ck_assert_ptr_nonnull(strstr(mtft_error_last()->message, "shared_lora_rank"));
+    ck_assert_ptr_null(tr);
+    o.shared_lora_rank = 4;
+    o.train_base = 0;
+    o.max_steps = 40;
+    rec r;
+    memset(&r, 0, sizeof r);
+    o.progress = on_progress;
+    o.payload = &r;
+    tr = new_trainer(&f, &o);
+    ck_assert_msg(mtft_trainer_run(tr) == MTFT_OK, "%s", mtft_error_last()->message);
+    ck_assert_int_eq(r.bad, 0);
+    ck_assert_int_eq(r.n_steps, 40);
+    for (int k = 0; k < 3; k++) {
+        const double a = mean_loss(&r, k, 0, 8), b = mean_loss(&r, k, 32, 40);
+        ck_assert_msg(b < a, "task %d: loss %.4f -> %.4f under PCGrad", k, a, b);
+    }
+    mtft_trainer_free(tr);
+    fx_free(&f);
+}
+END_TEST
+
+START_TEST(test_trainer_options_errors) {
+    fx f;
+    fx_init(&f, 6);
+    mtft_trainer *tr = NULL;
+    mtft_trainer_options o = base_opts();
+    o.max_len = 999;
+    ck_assert_int_eq(mtft_trainer_new(&tr, f.m, &o), MTFT_ERANGE);
+    ck_assert_ptr_nonnull(strstr(mtft_error_last()->message, "max_len"));
+    o = base_opts();
+    o.lr = -1;
+    ck_assert_int_eq(mtft_trainer_new(&tr, f.m, &o), MTFT_ERANGE);
+    ck_assert_ptr_nonnull(strstr(mtft_error_last()->message, "lr"));
+    o = base_opts();
+    o.version = 99;
+    ck_assert_int_eq(mtft_trainer_new(&tr, f.m, &o), MTFT_EINVAL);
+    o = base_opts();
+    tr = NULL;
+    ck_assert_int_eq(mtft_trainer_new(&tr, f.m, &o), MTFT_OK);
+    ck_assert_int_eq(mtft_trainer_run(tr), MTFT_ESTATE); /* no tasks */
+    ck_assert_int_eq(mtft_trainer_add_task(tr, f.tasks[0], NULL), 0);
+    ck_assert_int_eq(mtft_trainer_add_task(tr, f.tasks[0], NULL), MTFT_EINVAL); /* twice */
+    double v;
+    ck_assert_int_eq(mtft_trainer_eval_value(tr, 0, MTFT_SPLIT_DEV, MTFT_METRIC_ACCURACY, &v, NULL), MTFT_ESTATE);
+    ck_assert_int_eq(mtft_trainer_load(tr, "/nonexistent/ckpt"), MTFT_EIO);
+    ck_assert_ptr_nonnull(strstr(mtft_error_last()->message, "/nonexistent/ckpt"));
+    mtft_trainer_free(tr);
+    mtft_trainer_free(NULL);
+    fx_free(&f);
+}
+END_TEST
+
+START_TEST(test_trainer_pretrain) {
+    fx f;
+    fx_init(&f, 8);
+    int32_t ids[2000];
+    for (int i = 0; i < 2000; i++) ids[i] = 1 + (i * 7) % 23; /* a periodic stream: learnable */
+    mtft_pretrain_options po = MTFT_PRETRAIN_OPTIONS_INIT;
+    po.max_steps = 1;
+    po.batch_size = 4;
+    po.seq_len = 16;
+    po.warmup_steps = 0;
+    po.lr = 3e-3f;
+    po.holdout = 0.2;
+    double before = 0, after = 0;
+    ck_assert_int_eq(mtft_pretrain(f.m, ids, 2000, &po, &before), MTFT_OK);
+    po.max_steps = 80;
+    ck_assert_int_eq(mtft_pretrain(f.m, ids, 2000, &po, &after), MTFT_OK);
+    ck_assert_msg(isfinite(after) && after < 0.5 * before, "held-out loss %.4f -> %.4f", before, after);
+    ids[5] = 100000;
+    ck_assert_int_eq(mtft_pretrain(f.m, ids, 2000, &po, NULL), MTFT_ERANGE);
+    ck_assert_ptr_nonnull(strstr(mtft_error_last()->message, "token 5"));
+    fx_free(&f);
+}
+END_TEST
+
+static Suite *mtft_test_trainer_suite(void) {
+    Suite *s = suite_create("trainer");
+    TCase *tc = tcase_create("api");
+    tcase_set_timeout(tc, 600);
+    tcase_add_test(tc, test_trainer_learns_and_logs);
+    tcase_add_test(tc, test_trainer_callback_stops);
+    tcase_add_test(tc, test_trainer_resume_bit_exact);
+    tcase_add_test(tc, test_trainer_nonfinite_step_skipped);
+    tcase_add_test(tc, test_trainer_gradient_level);
+    tcase_add_test(tc, test_trainer_options_errors);
+    tcase_add_test(tc, test_trainer_pretrain);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void) {
+    mtft_log_set_level(MTFT_LOG_ERROR);
+    if (write_tasks() != 0) {
+        fprintf(stderr, "check_trainer: cannot write the task files under %s\n", g_dir);
+        return 1;
+    }
+    int rc = mtft_test_run(mtft_test_trainer_suite());
+    rm_dir(g_dir);
+    return rc;
+}
