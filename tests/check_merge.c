@@ -361,7 +361,7 @@ static void rm_rf(const char *dir) {
 }
 
 static const char *path_in(char *buf, size_t n, const char *rel) {
-    snprintf(buf, n, "%s/%s", g_dir, rel);
+    ck_assert_int_lt(snprintf(buf, n, "%s/%s", g_dir, rel), (int)n);
     return buf;
 }
 

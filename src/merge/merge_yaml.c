@@ -20,6 +20,7 @@
  *   output: merged/
  *   output_lora_rank: 0            # > 0: write a rank-r PEFT adapter instead */
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +39,16 @@ static const char *const k_root[] = {"merge_method", "base_model", "base_model_n
 static const char *const k_item[] = {"model", "adapter", "parameters"};
 static const char *const k_param_names[] = {"weight", "density", "beta", "gamma", "lambda", "normalize"};
 static const char *const k_filter[] = {"filter", "value"};
+/* Key paths and messages may be cut short; written through vsnprintf
+ * (gcc -O2 flags possible truncation of snprintf). */
+static void pathf(char *buf, size_t n, const char *fmt, ...) MTFT_PRINTF(3, 4);
+static void pathf(char *buf, size_t n, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, n, fmt, ap);
+    va_end(ap);
+}
+#define PATHF(buf, ...) pathf(buf, sizeof buf, __VA_ARGS__)
 #define NK(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
 static int unknown_key(yctx *y, const mtft_cnode *key, const char *path, const char *const *cands, int n) {
@@ -60,7 +71,7 @@ static int check_keys(yctx *y, const mtft_cnode *map, const char *path, const ch
             if (!strcmp(map->keys[i]->value, cands[k])) ok = 1;
         if (!ok) {
             char p2[300];
-            snprintf(p2, sizeof p2, "%s%s%s", path, *path ? "." : "", map->keys[i]->value);
+            PATHF(p2, "%s%s%s", path, *path ? "." : "", map->keys[i]->value);
             return unknown_key(y, map->keys[i], p2, cands, n);
         }
     }
@@ -125,7 +136,7 @@ static int apply_param(yctx *y, mtft_merger *m, int model, const mtft_cnode *key
                                mtft_cfg__kind_name(v));
     for (int i = v->n - 1; i >= 0; i--) {
         char p2[300];
-        snprintf(p2, sizeof p2, "%s[%d]", path, i);
+        PATHF(p2, "%s[%d]", path, i);
         const mtft_cnode *it = v->items[i];
         if ((rc = check_keys(y, it, p2, k_filter, NK(k_filter))) < 0) return rc;
         const mtft_cnode *fv = mtft_cfg__get(it, "filter"), *vv = mtft_cfg__get(it, "value");
@@ -147,7 +158,7 @@ static int apply_params(yctx *y, mtft_merger *m, int model, const mtft_cnode *ma
                                mtft_cfg__kind_name(map));
     for (int i = 0; i < map->n; i++) {
         char p2[300];
-        snprintf(p2, sizeof p2, "%s.%s", path, map->keys[i]->value);
+        PATHF(p2, "%s.%s", path, map->keys[i]->value);
         int rc = apply_param(y, m, model, map->keys[i], map->items[i], p2);
         if (rc < 0) return rc;
     }
@@ -201,7 +212,7 @@ static int build(yctx *y, const mtft_cnode *root, mtft_merger **out) {
     const mtft_cnode *models = v;
     for (int i = 0; i < models->n; i++) {
         char path[64];
-        snprintf(path, sizeof path, "models[%d]", i);
+        PATHF(path, "models[%d]", i);
         const mtft_cnode *it = models->items[i];
         if ((rc = check_keys(y, it, path, k_item, NK(k_item))) < 0) return rc;
         const mtft_cnode *mv = mtft_cfg__get(it, "model"), *av = mtft_cfg__get(it, "adapter");
@@ -209,7 +220,7 @@ static int build(yctx *y, const mtft_cnode *root, mtft_merger **out) {
             return mtft_cfg__errat(&y->c, it, MTFT_EINVAL, path, "give exactly one of 'model' (a full checkpoint) and "
                                                                  "'adapter' (a PEFT LoRA directory)");
         char p2[80];
-        snprintf(p2, sizeof p2, "%s.%s", path, mv ? "model" : "adapter");
+        PATHF(p2, "%s.%s", path, mv ? "model" : "adapter");
         if ((rc = scalar_str(y, mv ? mv : av, p2, &s)) < 0) return rc;
         const char *p = rel(y, s);
         if (!p) return mtft__err(MTFT_ENOMEM, "merge config: out of memory");
@@ -220,7 +231,7 @@ static int build(yctx *y, const mtft_cnode *root, mtft_merger **out) {
     if ((rc = apply_params(y, m, -1, mtft_cfg__get(root, "parameters"), "parameters")) < 0) return rc;
     for (int i = 0; i < models->n; i++) {
         char path[64];
-        snprintf(path, sizeof path, "models[%d].parameters", i);
+        PATHF(path, "models[%d].parameters", i);
         if ((rc = apply_params(y, m, i, mtft_cfg__get(models->items[i], "parameters"), path)) < 0) return rc;
     }
     if (!(v = mtft_cfg__get(root, "output")))
