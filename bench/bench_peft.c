@@ -12,7 +12,9 @@
  *                spread over the tasks (row b -> task b % tasks, grouped),
  *                one LM loss per task on its rows (sum)
  * Defaults: B 4, T 256, 12 layers, 3 timed steps (after 1 warm-up), 8 tasks.
- * Output: {"name", "mtft_s" (median step), "mtft_rss_mb" (peak RSS), ...} */
+ * Output: {"name", "mtft_s" (median step), "mtft_cpu_s" (median process CPU
+ * time per step, all threads: a check when the machine is shared),
+ * "mtft_rss_mb" (peak RSS), ...} */
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L /* clock_gettime, getrusage */
 #endif
@@ -30,6 +32,12 @@
 static double now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static double cpu_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
@@ -102,9 +110,10 @@ int main(int argc, char **argv) {
     mtft_graph_options go = MTFT_GRAPH_OPTIONS_INIT;
     go.arena_bytes = (size_t)256 << 20;
     if (mtft_graph_new(&g, &go) < 0) return fail("graph");
-    double *times = malloc(sizeof(double) * (size_t)steps), loss_v = 0.0;
+    double *times = malloc(sizeof(double) * (size_t)steps), *cpu = malloc(sizeof(double) * (size_t)steps);
+    double loss_v = 0.0;
     for (int s = 0; s <= steps; s++) {
-        double t0 = now();
+        double t0 = now(), c0 = cpu_now();
         mtft_graph_reset(g);
         mtft_adamw_zero_grad(opt);
         if (p && mtft_peft_set_batch(p, g, off) < 0) return fail("set_batch");
@@ -122,16 +131,21 @@ int main(int argc, char **argv) {
         if (mtft_adamw_step(opt) < 0) return fail("adamw step");
         double t1 = now();
         loss_v = mtft_tensor_data(loss)[0];
-        if (s > 0) times[s - 1] = t1 - t0; /* step 0 warms up the arena */
+        if (s > 0) { /* step 0 warms up the arena */
+            times[s - 1] = t1 - t0;
+            cpu[s - 1] = cpu_now() - c0;
+        }
     }
     qsort(times, (size_t)steps, sizeof *times, cmp_d);
+    qsort(cpu, (size_t)steps, sizeof *cpu, cmp_d);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     printf("{\"name\": \"%s\", \"B\": %d, \"T\": %d, \"n_layer\": %d, \"tasks\": %d, \"mtft_s\": %.4f, "
-           "\"mtft_min_s\": %.4f, \"mtft_rss_mb\": %.1f, \"loss\": %.4f, \"threads\": %d, \"blas\": \"%s\"}\n",
-           mode, B, T, L, K, times[steps / 2], times[0], (double)ru.ru_maxrss / 1024.0, loss_v,
+           "\"mtft_min_s\": %.4f, \"mtft_cpu_s\": %.4f, \"mtft_rss_mb\": %.1f, \"loss\": %.4f, \"threads\": %d, \"blas\": \"%s\"}\n",
+           mode, B, T, L, K, times[steps / 2], times[0], cpu[steps / 2], (double)ru.ru_maxrss / 1024.0, loss_v,
            mtft_get_num_threads(), mtft_blas_corename());
     free(times);
+    free(cpu);
     free(ids);
     free(tg);
     free(task);

@@ -124,10 +124,10 @@ def torch_run(mode, B, T, L, steps, K):
     opt = torch.optim.AdamW(params, lr=1e-4)
     ids = torch.randint(0, V, (B, T))
     tgt = torch.randint(0, V, (B, T))
-    times = []
+    times, cpu = [], []
     loss = None
     for s in range(steps + 1):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         opt.zero_grad(set_to_none=True)
         logits = model(ids)
         loss = 0.0
@@ -139,10 +139,12 @@ def torch_run(mode, B, T, L, steps, K):
         t1 = time.perf_counter()
         if s > 0:
             times.append(t1 - t0)
+            cpu.append(time.process_time() - c0)
     times.sort()
+    cpu.sort()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     print(json.dumps({"name": mode, "B": B, "T": T, "n_layer": L, "tasks": K, "torch_s": round(times[len(times) // 2], 4),
-                      "torch_min_s": round(times[0], 4), "torch_rss_mb": round(rss, 1), "loss": round(float(loss), 4),
+                      "torch_min_s": round(times[0], 4), "torch_cpu_s": round(cpu[len(cpu) // 2], 4), "torch_rss_mb": round(rss, 1), "loss": round(float(loss), 4),
                       "torch_mode": os.environ.get("TORCH_MODE", "blas")}))
 
 
@@ -191,6 +193,8 @@ def compare(bench, rounds, steps, L):
         t = statistics.median(r["torch_s"] for r in res[name]["torch"])
         out[name] = {"name": name, "B": B, "T": 256, "n_layer": L, "tasks": K, "mtft_s": round(m, 4),
                      "torch_s": round(t, 4), "ratio": round(m / t, 3),
+                     "mtft_cpu_s": statistics.median(r["mtft_cpu_s"] for r in res[name]["mtft"]),
+                     "torch_cpu_s": statistics.median(r["torch_cpu_s"] for r in res[name]["torch"]),
                      "mtft_rss_mb": max(r["mtft_rss_mb"] for r in res[name]["mtft"]),
                      "torch_rss_mb": max(r["torch_rss_mb"] for r in res[name]["torch"]),
                      "rounds": rounds, "steps": steps, "blas": res[name]["mtft"][0].get("blas"),
