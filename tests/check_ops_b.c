@@ -990,6 +990,16 @@ static mtft_tensor *fn_views(mtft_graph *g, mtft_tensor **in, void *ctx) {
         mtft_tensor *c = mtft_contiguous(g, mtft_transpose(g, mtft_slice(g, x, 2, 1, 2), 0, 2));
         return mtft_mul(g, c, c);
     }
+    case 6: /* the fused-QKV pattern: slices of transpose(reshape(x)), and the
+             * transposed view itself consumed too (both routes reach x) */
+    {
+        const int64_t s4[4] = {2, 3, 2, 2};
+        mtft_tensor *v = mtft_transpose(g, mtft_reshape(g, x, 4, s4), 1, 2); /* [2, 2, 3, 2] */
+        mtft_tensor *a = mtft_contiguous(g, mtft_slice(g, v, 1, 0, 1));
+        mtft_tensor *b = mtft_contiguous(g, mtft_slice(g, mtft_transpose(g, mtft_slice(g, v, 1, 1, 1), 2, 2), 1, 0, 1));
+        mtft_tensor *parts[3] = {mtft_mul(g, a, a), mtft_contiguous(g, v), mtft_softmax(g, b)};
+        return mtft_concat(g, parts, 3, 1);
+    }
     default: { /* two overlapping slices feeding one sum: accumulation */
         mtft_tensor *a = mtft_contiguous(g, mtft_slice(g, x, 1, 0, 2));
         mtft_tensor *b = mtft_contiguous(g, mtft_slice(g, x, 1, 1, 2));
@@ -1000,9 +1010,10 @@ static mtft_tensor *fn_views(mtft_graph *g, mtft_tensor **in, void *ctx) {
 
 START_TEST(test_shape_views_grad) {
     float x[24];
-    const char *names[7] = {"reshape", "slice->softmax", "transpose->log_softmax", "slice(transpose)->contiguous",
-                            "view output", "transpose(slice)->contiguous", "overlapping slices"};
-    for (int mode = 0; mode < 7; mode++) {
+    const char *names[8] = {"reshape", "slice->softmax", "transpose->log_softmax", "slice(transpose)->contiguous",
+                            "view output", "transpose(slice)->contiguous", "slices of transpose(reshape)",
+                            "overlapping slices"};
+    for (int mode = 0; mode < 8; mode++) {
         mtft_test_fill(x, 24, 50 + mode, -1, 1);
         mtft_gradcheck_input in = {3, {2, 3, 4}, x, 1};
         /* eps 1e-2, atol 3e-4, rtol 3e-3 */

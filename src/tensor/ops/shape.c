@@ -5,7 +5,8 @@
  * Its backward scatters that buffer into the input's gradient (contiguous in
  * the input's logical order) through "gradient strides": the view transform
  * applied to the input's contiguous strides (node i[0..3] strides, i[4]
- * offset). */
+ * offset). A slice or transpose of a view routes its gradient straight to
+ * the root of the view chain (grad_route). */
 #include <string.h>
 
 #include "../tensor_impl.h"
@@ -73,6 +74,32 @@ static void record_view(mtft_graph *g, const mtft_op_def *op, mtft_tensor *y, mt
 
 static int norm_dim(int dim, int ndim) { return dim < 0 ? dim + ndim : dim; }
 
+/* Gradient routing for a slice or transpose of x. When x is itself a view
+ * made by a recorded reshape/slice/transpose node (found among the last few
+ * nodes of the tape), compose with that node's map instead: its gradient
+ * strides already take x's multi-index to its own input's logical index, and
+ * slice/transpose only permute or shift the multi-index, so the composed map
+ * is again strides + offset. The new node then scatters straight into the
+ * root's gradient, and chains like reshape -> transpose -> slice (the q, k, v
+ * heads of a fused projection) cost one scatter in backward, not three. x's
+ * own node still runs if anything else flowed into x. */
+static mtft_tensor *grad_route(mtft_graph *g, mtft_tensor *x, int64_t gs[MTFT_MAX_DIMS], int64_t *off) {
+    if (x->flags & MTFT_TF_VIEW) {
+        const int lo = g->n_nodes > 8 ? g->n_nodes - 8 : 0;
+        for (int i = g->n_nodes - 1; i >= lo; i--) {
+            const mtft_node *nd = &g->nodes[i];
+            if (nd->out != x) continue;
+            if (nd->op != &reshape_op && nd->op != &slice_op && nd->op != &transpose_op) break;
+            for (int k = 0; k < MTFT_MAX_DIMS; k++) gs[k] = nd->i[k];
+            *off = nd->i[4];
+            return nd->in[0];
+        }
+    }
+    contig_strides(x, gs);
+    *off = 0;
+    return x;
+}
+
 mtft_tensor *mtft_reshape(mtft_graph *g, mtft_tensor *x, int ndim, const int64_t *shape) {
     if (!mtft__op_begin(g, 1, x)) return NULL;
     char sx[64];
@@ -136,9 +163,9 @@ mtft_tensor *mtft_slice(mtft_graph *g, mtft_tensor *x, int dim, int64_t start, i
     if (!y) return NULL;
     y->ne[d] = len;
     y->data = x->data + start * x->st[d];
-    int64_t gs[MTFT_MAX_DIMS];
-    contig_strides(x, gs);
-    record_view(g, &slice_op, y, x, gs, start * gs[d]);
+    int64_t gs[MTFT_MAX_DIMS], off;
+    mtft_tensor *root = grad_route(g, x, gs, &off);
+    record_view(g, &slice_op, y, root, gs, off + start * gs[d]);
     return y;
 }
 
@@ -151,12 +178,12 @@ mtft_tensor *mtft_transpose(mtft_graph *g, mtft_tensor *x, int dim0, int dim1) {
                              mtft__shape_str(x, sx, sizeof sx));
     mtft_tensor *y = mtft__view(g, x);
     if (!y) return NULL;
-    int64_t gs[MTFT_MAX_DIMS], t;
-    contig_strides(x, gs);
+    int64_t gs[MTFT_MAX_DIMS], off, t;
+    mtft_tensor *root = grad_route(g, x, gs, &off);
     t = y->ne[d0], y->ne[d0] = y->ne[d1], y->ne[d1] = t;
     t = y->st[d0], y->st[d0] = y->st[d1], y->st[d1] = t;
     t = gs[d0], gs[d0] = gs[d1], gs[d1] = t;
-    record_view(g, &transpose_op, y, x, gs, 0);
+    record_view(g, &transpose_op, y, root, gs, off);
     return y;
 }
 
