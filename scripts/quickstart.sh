@@ -5,4 +5,4 @@ cd "$(dirname "$0")/.."
 sh scripts/deps.sh
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j"$(nproc)"
-exec ./build/example_mlp_demo "$@"
+exec ./build/mtft train examples/configs/quickstart.yaml "$@"

@@ -4,6 +4,7 @@
  *   mtft eval CONFIG --checkpoint DIR
  *   mtft pretrain --text FILE... --out DIR [options]
  *   mtft info [CONFIG | CHECKPOINT_DIR]
+ *   mtft merge CONFIG [--output PATH] [--lora-rank R]   (cmd_merge.c)
  *
  * Exit codes: 0 success, 1 runtime failure (I/O, data, numerics), 2 usage
  * error (bad arguments or config), 3 stopped early by a signal or callback. */
@@ -20,6 +21,9 @@
 #include "mtft/trainer.h"
 
 #include "cli.h"
+
+/* cmd_merge.c (owned by merge): mtft merge CONFIG */
+int cli_cmd_merge(int argc, char **argv);
 
 #define EXIT_RUNTIME 1
 #define EXIT_USAGE 2
@@ -206,7 +210,10 @@ static void usage(FILE *f) {
             "        evaluate a saved checkpoint on the config's tasks\n"
             "  pretrain --text FILE [--text FILE...] --out DIR [--vocab N] [--layers N] [--embd N]\n"
             "           [--heads N] [--ctx N] [--steps N] [--seconds S] [--batch N] [--lr X] [--seed N]\n"
+            "           [--threads N] [--print-every N]\n"
             "        train a byte-level BPE and a small GPT-2 style causal LM on raw text\n"
+            "  merge CONFIG [--output PATH] [--lora-rank R]\n"
+            "        merge task models or LoRA adapters as a mergekit-style YAML says (docs/merge.md)\n"
             "  info [CONFIG | CHECKPOINT_DIR]\n"
             "        version, OpenBLAS kernel and threads; what a config or checkpoint holds\n"
             "\n"
@@ -284,6 +291,7 @@ static int cmd_pretrain(int argc, char **argv) {
         else if (!strcmp(a, "--lr")) p.lr = (float)atof(v);
         else if (!strcmp(a, "--seed")) p.seed = strtoull(v, NULL, 10);
         else if (!strcmp(a, "--print-every")) p.print_every = atoi(v);
+        else if (!strcmp(a, "--threads")) mtft_set_num_threads(atoi(v));
         else {
             fprintf(stderr, "mtft pretrain: unknown option '%s' (see mtft --help)\n", a);
             return EXIT_USAGE;
@@ -316,6 +324,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "pretrain")) return cmd_pretrain(argc - 2, argv + 2);
     if (!strcmp(cmd, "train")) return cli_cmd_train(argc - 2, argv + 2, 0);
     if (!strcmp(cmd, "eval")) return cli_cmd_train(argc - 2, argv + 2, 1);
+    if (!strcmp(cmd, "merge")) return cli_cmd_merge(argc - 2, argv + 2);
     fprintf(stderr, "mtft: unknown command '%s'\n", cmd);
     usage(stderr);
     return EXIT_USAGE;

@@ -18,6 +18,13 @@
 
 volatile sig_atomic_t *cli_stop_flag = NULL;
 
+/* Ctrl-C: the trainer stops after the current step (MTFT_EUSER). */
+static int stop_cb(const mtft_progress *info, void *payload) {
+    (void)info;
+    (void)payload;
+    return cli_stop_flag && *cli_stop_flag;
+}
+
 void cli_pretrain_defaults(cli_pretrain *p) {
     memset(p, 0, sizeof *p);
     p->vocab_size = 4096;
@@ -502,7 +509,7 @@ int cli_cmd_train(int argc, char **argv, int eval_only) {
             goto done;
         }
     }
-    cc.topt.progress = NULL;
+    cc.topt.progress = stop_cb;
     if ((rc = mtft_trainer_new(&tr, m, &cc.topt)) < 0) {
         ret = cli_fail("trainer options");
         goto done;
