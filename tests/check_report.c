@@ -304,13 +304,16 @@ START_TEST(test_report_html_fixture) {
 
     const char *bad = check_well_formed(html, why, sizeof why);
     ck_assert_msg(bad == NULL, "not well formed: %s", bad);
-    /* 12 charts: total loss, task losses, weights, rates, dev score, and one
-       per dev metric (accuracy, macro_f1, mcc, pearson, spearman, rmse, mae) */
-    ck_assert_int_eq(count(html, "<svg "), 12);
-    ck_assert_int_eq(count(html, "</svg>"), 12);
-    /* polylines: 1 + 3 + 3 + 3 + 1 + (2 + 2 + 2 + 1 + 1 + 1 + 1) */
-    ck_assert_int_eq(count(html, "<polyline "), 21);
-    ck_assert_int_eq(count(html, "</polyline>"), 21);
+    /* 13 charts: total loss, task losses, learning rate, weights, rates, dev
+       score, and one per dev metric (accuracy, macro_f1, mcc, pearson,
+       spearman, rmse, mae) */
+    ck_assert_int_eq(count(html, "<svg "), 13);
+    ck_assert_int_eq(count(html, "</svg>"), 13);
+    /* polylines: 1 + 3 + 1 + 3 + 3 + 1 + (2 + 2 + 2 + 1 + 1 + 1 + 1) */
+    ck_assert_int_eq(count(html, "<polyline "), 22);
+    ck_assert_int_eq(count(html, "</polyline>"), 22);
+    /* markers on the 3 dev points of the score and of each of the 10 metric lines */
+    ck_assert_int_eq(count(html, "<circle "), 3 * 11);
     /* task names: escaped everywhere (legend, tooltips, table), never raw */
     ck_assert_int_eq(count(html, NEWS), 0);
     ck_assert_int_eq(count(html, "<topic>"), 0);

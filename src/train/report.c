@@ -631,7 +631,9 @@ done:
     return rc;
 }
 
-static int single_chart(html_ctx *h, const series *s, const char *title, const char *ylabel, int log_y, int sm) {
+/* sm: 1 smooth (a loss), 0 raw; markers only on evaluation series (eval = 1). */
+static int single_chart_ex(html_ctx *h, const series *s, const char *title, const char *ylabel, int log_y, int sm,
+                           int eval) {
     double *y = NULL;
     mtft_svg_line line = {NULL, s->x, s->y, s->n, 0, 0};
     if (sm && h->o->smoothing > 0 && s->n > 0) {
@@ -640,12 +642,16 @@ static int single_chart(html_ctx *h, const series *s, const char *title, const c
         smooth(s, h->o->smoothing, y);
         line.y = y;
     }
-    line.markers = !sm && s->n <= 60;
+    line.markers = eval && s->n <= 60;
     mtft_svg_chart c = {title, "step", ylabel, h->o->chart_width, h->o->chart_height, log_y, 0,
                         (size_t)h->o->max_points};
     int rc = mtft_svg__chart(h->b, &c, &line, 1);
     mtft__free(y);
     return rc;
+}
+
+static int single_chart(html_ctx *h, const series *s, const char *title, const char *ylabel, int log_y, int sm) {
+    return single_chart_ex(h, s, title, ylabel, log_y, sm, 0);
 }
 
 /* One chart per dev metric, with a line for each task that reports it. */
@@ -777,6 +783,7 @@ static int write_html(mtft_svg_buf *b, const run *r, const char *src, const mtft
     mtft_svg__puts(b, "<div class=\"charts\">\n");
     if ((rc = single_chart(&h, &r->total, "total loss (weighted sum)", "loss", o->log_loss, 1)) < 0) return rc;
     if ((rc = task_chart(&h, 0, "training loss per task", "loss", o->log_loss, 0)) < 0) return rc;
+    if ((rc = single_chart(&h, &r->lr, "learning rate", "lr", 0, 0)) < 0) return rc;
     mtft_svg__puts(b, "</div>\n<h2>Balancer weights and sampling rates</h2>\n<div class=\"charts\">\n");
     if ((rc = task_chart(&h, 1, "balancer weight per task", "weight", 0, 1)) < 0) return rc;
     if ((rc = task_chart(&h, 2, "sampling rate per task", "rate", 0, 1)) < 0) return rc;
@@ -785,7 +792,7 @@ static int write_html(mtft_svg_buf *b, const run *r, const char *src, const mtft
         mtft_svg__puts(b, "<p class=\"note\">The log holds no dev evaluation.</p>\n");
     } else {
         mtft_svg__puts(b, "<div class=\"charts\">\n");
-        if ((rc = single_chart(&h, &r->score, "dev selection score (mean of primary metrics)", "score", 0, 0)) < 0)
+        if ((rc = single_chart_ex(&h, &r->score, "dev selection score (mean of primary metrics)", "score", 0, 0, 1)) < 0)
             return rc;
         if ((rc = metric_charts(&h)) < 0) return rc;
         mtft_svg__puts(b, "</div>\n");
