@@ -581,6 +581,49 @@ START_TEST(test_report_smoothing) {
 }
 END_TEST
 
+START_TEST(test_report_empty_and_many_tasks) {
+    tmpdir t;
+    tmp_make(&t);
+    char in[256], why[128];
+    snprintf(in, sizeof in, "%s/log.jsonl", t.dir);
+    /* an empty log: a valid page that says so, and an empty summary */
+    FILE *f = fopen(in, "w");
+    fputs("\n\n", f);
+    fclose(f);
+    ck_assert_int_eq(mtft_report_html(in, t.out, NULL), MTFT_OK);
+    char *html = slurp(t.out);
+    ck_assert_msg(check_well_formed(html, why, sizeof why) == NULL, "%s", why);
+    ck_assert_ptr_nonnull(strstr(html, "no data"));
+    ck_assert_ptr_nonnull(strstr(html, "The log holds no dev evaluation."));
+    ck_assert_int_eq(count(html, "<polyline "), 0);
+    free(html);
+    /* 12 tasks: colours repeat from the 11th task on, with a dash pattern */
+    f = fopen(in, "w");
+    for (int s = 1; s <= 5; s++) {
+        fprintf(f, "{\"event\":\"step\",\"step\":%d,\"loss\":1,\"tasks\":{", s);
+        for (int k = 0; k < 12; k++)
+            fprintf(f, "%s\"task_%02d\":{\"loss\":%g,\"weight\":1,\"rate\":0.0833,\"rows\":1}", k ? "," : "", k,
+                    1.0 + k + 0.1 * s);
+        fputs("}}\n", f);
+    }
+    fclose(f);
+    ck_assert_int_eq(mtft_report_html(in, t.out, NULL), MTFT_OK);
+    html = slurp(t.out);
+    ck_assert_msg(check_well_formed(html, why, sizeof why) == NULL, "%s", why);
+    /* 12 lines in each of the loss, weight and rate charts, 2 of them dashed
+       (and their 2 legend entries each) */
+    ck_assert_int_eq(count(html, "<polyline "), 1 + 12 + 12 + 12); /* no lr logged: no lr line */
+    ck_assert_int_eq(count(html, "stroke-dasharray=\"6 3\""), 3 * 2 * 2);
+    ck_assert_int_eq(count(html, ">task_11</text>"), 3);
+    free(html);
+    FILE *o = tmpfile();
+    ck_assert_int_eq(mtft_report_summary(in, o), MTFT_OK);
+    fclose(o);
+    const char *files[] = {"report.html", "log.jsonl"};
+    tmp_remove(&t, files, 2);
+}
+END_TEST
+
 static Suite *mtft_test_report_suite(void) {
     Suite *s = suite_create("report");
     TCase *tc = tcase_create("api");
@@ -596,6 +639,7 @@ static Suite *mtft_test_report_suite(void) {
     tcase_add_test(tc, test_report_baselines);
     tcase_add_test(tc, test_report_args);
     tcase_add_test(tc, test_report_smoothing);
+    tcase_add_test(tc, test_report_empty_and_many_tasks);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -562,7 +562,7 @@ static const char css[] =
     "table{border-collapse:collapse;font-size:13px;margin:6px 0}\n"
     "th,td{border:1px solid #ddd;padding:4px 8px;text-align:left;vertical-align:top}\n"
     "th{background:#f4f4f4}td.n{text-align:right;font-variant-numeric:tabular-nums}\n"
-    ".sw{display:inline-block;width:10px;height:10px;border-radius:2px;margin-right:6px}\n"
+    ".sw{display:inline-block;width:22px;height:0;vertical-align:middle;margin-right:6px}\n"
     ".note{color:#666;font-size:12px}\n"
     "footer{margin-top:32px;color:#888;font-size:12px}\n";
 
@@ -703,7 +703,9 @@ static void results_table(html_ctx *h) {
         double bv = NAN;
         int64_t bs = 0;
         int have = best_dev(t, &bv, &bs);
-        mtft_svg__printf(b, "<tr><td><span class=\"sw\" style=\"background:%s\"></span>", mtft_svg__color(k));
+        const char *dash = mtft_svg__dash(k);
+        mtft_svg__printf(b, "<tr><td><span class=\"sw\" style=\"border-top:3px %s %s\"></span>",
+                         !dash ? "solid" : dash[0] == '6' ? "dashed" : "dotted", mtft_svg__color(k));
         mtft_svg__escape(b, t->name);
         mtft_svg__puts(b, "</td>");
         td_num(b, final_loss(t));
