@@ -6,7 +6,7 @@
 #include <stdint.h>
 
 #include "../tensor_impl.h"
-#include "clones.h"
+#include "ops_simd.h"
 
 /* Let GCC if-convert the clamps in exp_approx so these loops vectorise: we
  * never read floating-point exception flags. Results are unchanged (this is
@@ -24,36 +24,8 @@ enum { ACT_GELU_TANH, ACT_GELU_ERF, ACT_SILU, ACT_SIGMOID, ACT_RELU, ACT_TANH };
 #define INV_SQRT2 0.7071067811865476f
 #define INV_SQRT_2PI 0.3989422804014327f
 
-/* exp(x) without libm, branch-free so loops over it vectorise (plain SSE2,
- * no -ffast-math): x = n ln2 + r with |r| <= ln2/2 (n by the 1.5*2^23
- * rounding trick), e^r by the Cephes degree-6 polynomial (relative error
- * about 2e-7), 2^n built in the exponent bits. x is clamped to [-87, 88]:
- * below, the result (~1.6e-38) stands in for anything smaller; above, for
- * +inf, which keeps the sigmoid forms below finite. NaN propagates. */
-static inline float exp_approx(float x0) {
-    float x = x0 > -87.0f ? x0 : -87.0f; /* NaN -> -87: the int conversion below stays defined */
-    x = x < 88.0f ? x : 88.0f;
-    float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-    float r = x - n * 0.693359375f;
-    r = r - n * -2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    union {
-        int32_t i;
-        float f;
-    } e;
-    e.i = ((int32_t)n + 127) * (1 << 23); /* n in [-126, 127] */
-    float y = p * e.f;
-    return x0 == x0 ? y : x0; /* NaN in, NaN out */
-}
-
 /* 1 / (1 + e^-x): relative error ~3e-7 for all x (no cancellation). */
-static inline float sigmoidf(float x) { return 1.0f / (1.0f + exp_approx(-x)); }
+static inline float sigmoidf(float x) { return 1.0f / (1.0f + mtft__vexpf(-x)); }
 
 /* 1 + erf(x), branch-free: Abramowitz & Stegun 7.1.26 (|erf error| <= 1.5e-7)
  * with erfc(z) = P(t) e^{-z^2}, t = 1 / (1 + p z), z = |x|. For x < 0 this is
@@ -66,11 +38,11 @@ static inline float one_plus_erf(float x) {
     p = p * t + 1.421413741f;
     p = p * t - 0.284496736f;
     p = p * t + 0.254829592f;
-    float erfc = p * t * exp_approx(-z * z);
+    float erfc = p * t * mtft__vexpf(-z * z);
     return x < 0.0f ? erfc : 2.0f - erfc;
 }
 
-MTFT_CLONES static void act_forward(int kind, float *y, const float *x, int64_t N) {
+MTFT_SIMD_CLONES static void act_forward(int kind, float *y, const float *x, int64_t N) {
     switch (kind) {
     case ACT_GELU_TANH:
 #pragma omp parallel for if (N > ACT_PAR)
@@ -104,7 +76,7 @@ MTFT_CLONES static void act_forward(int kind, float *y, const float *x, int64_t 
 }
 
 /* dx += dy * f'(x) */
-MTFT_CLONES static void act_backward_k(int kind, float *dx, const float *dy, const float *x, const float *y, int64_t N) {
+MTFT_SIMD_CLONES static void act_backward_k(int kind, float *dx, const float *dy, const float *x, const float *y, int64_t N) {
     switch (kind) {
     case ACT_GELU_TANH:
 #pragma omp parallel for if (N > ACT_PAR)
@@ -120,7 +92,7 @@ MTFT_CLONES static void act_backward_k(int kind, float *dx, const float *dy, con
 #pragma omp parallel for if (N > ACT_PAR)
         for (int64_t i = 0; i < N; i++) {
             float v = x[i];
-            dx[i] += dy[i] * (0.5f * one_plus_erf(v * INV_SQRT2) + v * INV_SQRT_2PI * exp_approx(-0.5f * v * v));
+            dx[i] += dy[i] * (0.5f * one_plus_erf(v * INV_SQRT2) + v * INV_SQRT_2PI * mtft__vexpf(-0.5f * v * v));
         }
         break;
     case ACT_SILU:
@@ -183,12 +155,12 @@ mtft_tensor *mtft_tanh(mtft_graph *g, mtft_tensor *x) { return act(g, ACT_TANH, 
 
 /* ---- swiglu: y = silu(gate) * up ------------------------------------------ */
 
-MTFT_CLONES static void swiglu_fwd_k(float *yd, const float *gd, const float *ud, int64_t N) {
+MTFT_SIMD_CLONES static void swiglu_fwd_k(float *yd, const float *gd, const float *ud, int64_t N) {
 #pragma omp parallel for if (N > ACT_PAR)
     for (int64_t i = 0; i < N; i++) yd[i] = gd[i] * sigmoidf(gd[i]) * ud[i];
 }
 
-MTFT_CLONES static void swiglu_bwd_k(float *dg, float *du, const float *dy, const float *gd, const float *ud,
+MTFT_SIMD_CLONES static void swiglu_bwd_k(float *dg, float *du, const float *dy, const float *gd, const float *ud,
                                      int64_t N) {
     if (dg) {
 #pragma omp parallel for if (N > ACT_PAR)

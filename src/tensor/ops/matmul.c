@@ -23,7 +23,7 @@
 
 #include "../blas.h"
 #include "../tensor_impl.h"
-#include "clones.h"
+#include "ops_simd.h"
 
 /* Storage of the matrix part of t (its last two dims, [rows, cols]).
  * flip = 0: element (i, j) at i*ld + j; flip = 1: at i + j*ld (a transposed
@@ -248,7 +248,7 @@ mtft_tensor *mtft_matmul(mtft_graph *g, mtft_tensor *a, mtft_tensor *b, int tran
 /* ---- linear ------------------------------------------------------------- */
 
 /* db[j] += sum_r dy[r*C + j], parallel over column blocks. */
-MTFT_CLONES static void col_sum_acc(float *db, const float *dy, int64_t R, int64_t C) {
+MTFT_SIMD_CLONES static void col_sum_acc(float *db, const float *dy, int64_t R, int64_t C) {
     enum { CB = 64 };
     int64_t nblk = (C + CB - 1) / CB;
 #pragma omp parallel for if (R * C > 32768)

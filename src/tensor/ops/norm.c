@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "../tensor_impl.h"
-#include "clones.h"
+#include "ops_simd.h"
 
 #define NORM_RCHUNK 32
 
@@ -102,7 +102,7 @@ static float *ones(mtft_graph *g, int64_t C) {
 
 /* dst[j] += sum over chunks c of part[c * stride + j], in chunk order;
  * parallel over columns. */
-MTFT_CLONES static void reduce_chunks(float *dst, const float *part, int64_t nchunk, int64_t stride, int64_t C) {
+MTFT_SIMD_CLONES static void reduce_chunks(float *dst, const float *part, int64_t nchunk, int64_t stride, int64_t C) {
 #pragma omp parallel for if (nchunk * C > 65536)
     for (int64_t j0 = 0; j0 < C; j0 += 256) {
         int64_t j1 = j0 + 256 < C ? j0 + 256 : C;
@@ -119,7 +119,7 @@ typedef struct ln_saved {
     float *mean, *rstd; /* [N] */
 } ln_saved;
 
-MTFT_CLONES static void layernorm_fwd_k(float *y, float *mean, float *rstd, const float *x, const float *w,
+MTFT_SIMD_CLONES static void layernorm_fwd_k(float *y, float *mean, float *rstd, const float *x, const float *w,
                                         const float *b, int64_t N, int64_t C, float eps) {
 #pragma omp parallel for if (N * C > 16384)
     for (int64_t r = 0; r < N; r++) {
@@ -143,7 +143,7 @@ MTFT_CLONES static void layernorm_fwd_k(float *y, float *mean, float *rstd, cons
 
 /* dx (may be NULL) += per row; pw/pb (may be NULL): [nchunk, C] partials of
  * dw = sum dy xhat and db = sum dy. w is never NULL here (ones). */
-MTFT_CLONES static void layernorm_bwd_k(float *dx, float *pw, float *pb, const float *dy, const float *x,
+MTFT_SIMD_CLONES static void layernorm_bwd_k(float *dx, float *pw, float *pb, const float *dy, const float *x,
                                         const float *w, const float *mean, const float *rstd, int64_t N, int64_t C) {
     int64_t nchunk = (N + NORM_RCHUNK - 1) / NORM_RCHUNK;
 #pragma omp parallel for if (N * C > 16384)
@@ -223,7 +223,7 @@ mtft_tensor *mtft_layernorm(mtft_graph *g, mtft_tensor *x, mtft_tensor *w, mtft_
 
 /* ---- rmsnorm --------------------------------------------------------------- */
 
-MTFT_CLONES static void rmsnorm_fwd_k(float *y, float *rstd, const float *x, const float *w, int64_t N, int64_t C,
+MTFT_SIMD_CLONES static void rmsnorm_fwd_k(float *y, float *rstd, const float *x, const float *w, int64_t N, int64_t C,
                                       float eps) {
 #pragma omp parallel for if (N * C > 16384)
     for (int64_t r = 0; r < N; r++) {
@@ -240,7 +240,7 @@ MTFT_CLONES static void rmsnorm_fwd_k(float *y, float *rstd, const float *x, con
 
 /* xhat = x rs; dxhat = dy w; dx = rs (dxhat - xhat mean(dxhat xhat))
  *                               = rs dxhat - x rs^3 sum(dy w x) / C */
-MTFT_CLONES static void rmsnorm_bwd_k(float *dx, float *pw, const float *dy, const float *x, const float *w,
+MTFT_SIMD_CLONES static void rmsnorm_bwd_k(float *dx, float *pw, const float *dy, const float *x, const float *w,
                                       const float *rstd, int64_t N, int64_t C) {
     int64_t nchunk = (N + NORM_RCHUNK - 1) / NORM_RCHUNK;
 #pragma omp parallel for if (N * C > 16384)

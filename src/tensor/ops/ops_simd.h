@@ -1,4 +1,5 @@
-/* Vectorisable, deterministic building blocks for row kernels (softmax,
+/* Vectorisable, deterministic building blocks shared by every op file (the
+ * activations, norms and bias sums use the clone macro and exp too; softmax,
  * log-softmax, cross-entropy, attention). Internal to src/tensor/ops.
  *
  * MTFT_SIMD_CLONES builds a function for AVX-512, AVX2 and baseline x86-64
