@@ -521,6 +521,19 @@ START_TEST(test_dropout_calls_and_modes) {
     t = from(g, 1, sh, x);
     a = mtft_dropout(g, t, 0.5f);
     ck_assert(memcmp(mtft_tensor_data(a), first, sizeof first) == 0);
+    /* a training loop sets a per-step seed: another seed, another mask;
+     * the same seed again (a resumed step), the same mask */
+    uint64_t s0 = mtft_graph_seed(g);
+    mtft_graph_reset(g);
+    mtft_graph_set_seed(g, s0 + 1);
+    t = from(g, 1, sh, x);
+    a = mtft_dropout(g, t, 0.5f);
+    ck_assert(memcmp(mtft_tensor_data(a), first, sizeof first) != 0);
+    mtft_graph_reset(g);
+    mtft_graph_set_seed(g, s0);
+    t = from(g, 1, sh, x);
+    a = mtft_dropout(g, t, 0.5f);
+    ck_assert(memcmp(mtft_tensor_data(a), first, sizeof first) == 0);
     /* p == 0 and eval mode: the identity (x itself) */
     ck_assert_ptr_eq(mtft_dropout(g, t, 0.0f), t);
     mtft_graph_set_training(g, 0);

@@ -109,6 +109,13 @@ MTFT_API int mtft_graph_status(const mtft_graph *g);
 /* With 0, builders record nothing (inference / evaluation). Default 1. */
 MTFT_API void mtft_graph_set_grad_enabled(mtft_graph *g, int enabled);
 MTFT_API void mtft_graph_set_training(mtft_graph *g, int training);
+/* Set the seed of the stochastic ops (dropout) for the ops built from now on.
+ * A training loop sets it per step (e.g. base_seed + step): the dropout masks
+ * are a pure function of (seed, call number since reset, element), so a step
+ * with the same seed repeats its masks exactly (what exact resume needs) and
+ * different steps get different masks. */
+MTFT_API void mtft_graph_set_seed(mtft_graph *g, uint64_t seed);
+MTFT_API uint64_t mtft_graph_seed(const mtft_graph *g);
 /* Seed the gradient of a scalar loss with 1 (or of any tensor with `seed`
  * when not NULL, numel floats) and run the tape backward. Parameter
  * gradients accumulate into their groups' gradient blocks. */

@@ -321,6 +321,10 @@ int mtft_graph_status(const mtft_graph *g) { return g ? g->status : MTFT_EINVAL;
 void mtft_graph_set_grad_enabled(mtft_graph *g, int enabled) {
     if (g) g->grad_enabled = enabled ? 1 : 0;
 }
+void mtft_graph_set_seed(mtft_graph *g, uint64_t seed) {
+    if (g) g->seed = seed;
+}
+uint64_t mtft_graph_seed(const mtft_graph *g) { return g ? g->seed : 0; }
 void mtft_graph_set_training(mtft_graph *g, int training) {
     if (g) g->training = training ? 1 : 0;
 }
