@@ -45,6 +45,7 @@ int cli_pretrain_run(const cli_pretrain *p);
 int cli_config_load(cli_config *cc, const char *path);
 void cli_config_free(cli_config *cc);
 int cli_cmd_train(int argc, char **argv, int eval_only);
+int cli_cmd_predict(int argc, char **argv);
 
 int cli_fail(const char *what);
 char *cli_read_file(const char *path, size_t *len);

@@ -2,6 +2,7 @@
  *
  *   mtft train CONFIG [options]     multitask finetuning from a YAML config
  *   mtft eval CONFIG --checkpoint DIR
+ *   mtft predict CONFIG --checkpoint DIR --task NAME [--in FILE] [--out FILE]
  *   mtft pretrain --text FILE... --out DIR [options]
  *   mtft info [CONFIG | CHECKPOINT_DIR]
  *   mtft merge CONFIG [--output PATH] [--lora-rank R]   (cmd_merge.c)
@@ -208,6 +209,8 @@ static void usage(FILE *f) {
             "        per-task test metrics beside the floors of train.baselines\n"
             "  eval CONFIG --checkpoint DIR [--split dev|test]\n"
             "        evaluate a saved checkpoint on the config's tasks\n"
+            "  predict CONFIG --checkpoint DIR --task NAME [--in FILE] [--out FILE]\n"
+            "        JSONL in, JSONL out: label and probabilities, value, or tags per input line\n"
             "  pretrain --text FILE [--text FILE...] --out DIR [--vocab N] [--layers N] [--embd N]\n"
             "           [--heads N] [--ctx N] [--steps N] [--seconds S] [--batch N] [--lr X] [--seed N]\n"
             "           [--threads N] [--print-every N]\n"
@@ -324,6 +327,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "pretrain")) return cmd_pretrain(argc - 2, argv + 2);
     if (!strcmp(cmd, "train")) return cli_cmd_train(argc - 2, argv + 2, 0);
     if (!strcmp(cmd, "eval")) return cli_cmd_train(argc - 2, argv + 2, 1);
+    if (!strcmp(cmd, "predict")) return cli_cmd_predict(argc - 2, argv + 2);
     if (!strcmp(cmd, "merge")) return cli_cmd_merge(argc - 2, argv + 2);
     fprintf(stderr, "mtft: unknown command '%s'\n", cmd);
     usage(stderr);

@@ -1028,3 +1028,38 @@ int mtft_trainer_run(mtft_trainer *tr) {
     }
     return MTFT_OK;
 }
+
+/* ---- prediction ------------------------------------------------------------------ */
+
+int mtft_trainer_predict(mtft_trainer *tr, int task, const int32_t *ids, int n_ids, int32_t *out_ids,
+                         float *out_values) {
+    MTFT_CHECK_ARG(tr && ids);
+    if (task < 0 || task >= tr->n_tasks)
+        return mtft__err(MTFT_ERANGE, "trainer: predict for task %d outside [0, %d)", task, tr->n_tasks);
+    if (n_ids < 1) return mtft__err(MTFT_EINVAL, "trainer: predict for task '%s' got no tokens", tr->names[task]);
+    int rc = mtft_trainer__prepare(tr);
+    if (rc < 0) return rc;
+    const int T = n_ids < tr->o.max_len ? n_ids : tr->o.max_len;
+    const int32_t vl = T;
+    mtft_graph *g = tr->g;
+    mtft_graph_reset(g);
+    mtft_graph_set_grad_enabled(g, 0);
+    mtft_graph_set_training(g, 0);
+    if (tr->peft && (rc = mtft_peft_set_task(tr->peft, g, task, 1)) < 0) goto done;
+    mtft_tensor *hid = mtft_model_hidden(tr->m, g, ids, 1, T, &vl);
+    if (!hid) {
+        rc = mtft_graph_status(g) < 0 ? mtft_graph_status(g) : MTFT_ERROR;
+        goto done;
+    }
+    rc = mtft_head_predict(tr->heads[task], g, tr->m, hid, &vl, out_ids, out_values);
+    if (rc >= 0 && out_ids && T < n_ids &&
+        (tr->heads[task] && (mtft_head_get_options(tr->heads[task])->kind == MTFT_HEAD_TOKEN_CLASSIFICATION ||
+                             mtft_head_get_options(tr->heads[task])->kind == MTFT_HEAD_LM)))
+        for (int t = T; t < n_ids; t++) out_ids[t] = MTFT_HEAD_IGNORE_INDEX; /* past max_len: no prediction */
+done:
+    mtft_graph_reset(g);
+    mtft_graph_set_grad_enabled(g, 1);
+    mtft_graph_set_training(g, 1);
+    if (rc < 0) mtft__err_prefix("trainer: predict for task '%s'", tr->names[task]);
+    return rc;
+}
