@@ -6,10 +6,13 @@
  *                  x += down_proj(silu(gate_proj(n)) * up_proj(n)),             n = rmsnorm(x)
  *                  (q/k/v projections have biases with attn_bias, as in Qwen2)
  *
- * Heads are split out of a projection [B,T,n*D] with views (reshape to
+ * GPT-2 runs one fused QKV GEMM; in training and full forwards its output
+ * goes straight to mtft_nn__attention_qkv (attn_qkv.c), which reads q, k, v
+ * and writes [B,T,C] in place with sgemm. Otherwise (LLaMA, the KV-cache
+ * path) heads are split out of a projection [B,T,n*D] with views (reshape to
  * [B,T,n,D], transpose to [B,n,T,D], slice) that mtft_attention reads in
- * place; RoPE (LLaMA q, k) writes a contiguous copy. GPT-2 runs one fused
- * QKV GEMM. The attention output is copied once back to [B,T,C]. */
+ * place; RoPE (LLaMA q, k) writes a contiguous copy, and the attention
+ * output is copied once back to [B,T,C]. */
 #include <math.h>
 #include <string.h>
 
@@ -118,11 +121,17 @@ static mtft_tensor *gpt2_block(mtft_nn_ctx *ctx, mtft_tensor *x) {
 
     mtft_tensor *h = mtft_layernorm(g, x, L->attn_norm_w, L->attn_norm_b, c->norm_eps);
     mtft_tensor *qkv = mtft_nn__proj(ctx, "attn.c_attn", h, L->qkv_w, L->qkv_b); /* [B,T,3C] */
-    /* strided views: mtft_attention reads them in place */
-    mtft_tensor *q = heads_view(g, qkv, 3 * H, D, 0, H);
-    mtft_tensor *k = heads_view(g, qkv, 3 * H, D, H, H);
-    mtft_tensor *v = heads_view(g, qkv, 3 * H, D, 2 * H, H);
-    mtft_tensor *a = merge_heads(g, attend(ctx, q, k, v));
+    mtft_tensor *a;
+    if (!ctx->kv) {
+        /* [B,T,3C] -> [B,T,C] in place, no head views or copies */
+        a = mtft_nn__attention_qkv(g, qkv, (int)H, c->causal, ctx->valid_len);
+    } else {
+        /* strided views: the cached path reads them in place */
+        mtft_tensor *q = heads_view(g, qkv, 3 * H, D, 0, H);
+        mtft_tensor *k = heads_view(g, qkv, 3 * H, D, H, H);
+        mtft_tensor *v = heads_view(g, qkv, 3 * H, D, 2 * H, H);
+        a = merge_heads(g, attend(ctx, q, k, v));
+    }
     a = resid_dropout(ctx, mtft_nn__proj(ctx, "attn.c_proj", a, L->o_w, L->o_b));
     x = mtft_add(g, x, a);
 

@@ -76,6 +76,14 @@ mtft_tensor *mtft_nn__block(mtft_nn_ctx *ctx, mtft_tensor *x);
 /* Embeddings, all blocks and the final norm: ids [B,T] -> [B,T,C]. */
 mtft_tensor *mtft_nn__forward(mtft_nn_ctx *ctx, const int32_t *ids);
 
+/* Causal (or bidirectional) attention straight from a fused projection
+ * qkv [B,T,3C] (contiguous; q | k | v, n_head heads of D = C/n_head each) to
+ * y [B,T,C], with sgemm reading and writing in place: no head views, no
+ * copies. valid_len: NULL or B ints in 0..T (right padding, as
+ * mtft_attention). Scale 1/sqrt(D). See attn_qkv.c. */
+mtft_tensor *mtft_nn__attention_qkv(mtft_graph *g, mtft_tensor *qkv, int n_head, int causal,
+                                    const int32_t *valid_len);
+
 /* RoPE (HF LLaMA rotate_half convention) on x [B,H,T,D] (any strides, D
  * even): position of t is pos0 + t, frequencies theta^(-2i/D). Output is a
  * new contiguous [B,H,T,D]; backward applies the inverse rotation. */
