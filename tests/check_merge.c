@@ -15,6 +15,8 @@
 #include "merge/merger_impl.h"
 #include "mtft/io.h"
 #include "mtft/merge.h"
+#include "mtft/model.h"
+#include "mtft/peft.h"
 #include "mtft_test.h"
 
 static mtft_merge_model_params P(float w, float density) {
@@ -721,6 +723,112 @@ START_TEST(test_merge_adapters) {
 }
 END_TEST
 
+
+/* ---- against mtft's own PEFT: real GPT-2 (Conv1D) and LLaMA models -------------------------- */
+
+static mtft_model *tiny_model(mtft_arch arch, uint64_t seed) {
+    mtft_model_config c = MTFT_MODEL_CONFIG_INIT;
+    c.arch = arch;
+    c.vocab_size = 32;
+    c.n_ctx = 16;
+    c.n_embd = 16;
+    c.n_layer = 2;
+    c.n_head = 2;
+    c.n_kv_head = arch == MTFT_ARCH_LLAMA ? 1 : 2;
+    c.n_ff = arch == MTFT_ARCH_LLAMA ? 24 : 32;
+    c.tie_embeddings = arch == MTFT_ARCH_GPT2;
+    mtft_model *m = NULL;
+    ck_assert_int_eq(mtft_model_new(&m, &c, seed), MTFT_OK);
+    return m;
+}
+
+/* Copy of a group's flat block. */
+static float *group_copy(mtft_param_group *pg, size_t *n) {
+    const float *d = mtft_param_group_data(pg, n);
+    float *c = malloc(*n * sizeof *c);
+    memcpy(c, d, *n * sizeof *c);
+    return c;
+}
+
+START_TEST(test_merge_peft_roundtrip) {
+    /* Two task LoRAs saved by mtft_peft_lora_save (PEFT format; GPT-2 with
+     * fan_in_fan_out on Conv1D weights, LLaMA nn.Linear). Expected task
+     * vectors come from mtft_peft_lora_merge, PEFT's own W += scale B A:
+     *   merged full weights = base + (W_0 - base) + (W_1 - base)   (task arithmetic, lambda 1)
+     * and the rank-(r0 + r1) LoRA output, loaded back with mtft_peft_lora_load and
+     * merged into a fresh copy of the base, gives the same weights. */
+    for (int arch = 0; arch < 2; arch++) {
+        setup_dir();
+        char p[512], pb[512];
+        mtft_model *m = tiny_model((mtft_arch)arch, 21);
+        mtft_param_group *base = mtft_model_base_group(m);
+        ck_assert_int_eq(mtft_model_save_hf(m, path_in(p, sizeof p, "")), MTFT_OK);
+        mtft_peft *pe = NULL;
+        ck_assert_int_eq(mtft_peft_new(&pe, m, 2), MTFT_OK);
+        mtft_lora_options lo = MTFT_LORA_OPTIONS_INIT;
+        lo.rank = 2;
+        lo.alpha = 3.0f;
+        lo.target_modules = arch == 0 ? "attn.c_attn|mlp.c_fc" : "q_proj|mlp.down_proj";
+        mtft_param_group *g0 = NULL, *g1 = NULL;
+        ck_assert_int_eq(mtft_peft_add_lora(pe, 0, &lo, &g0), MTFT_OK);
+        lo.use_rslora = 1;
+        ck_assert_int_eq(mtft_peft_add_lora(pe, 1, &lo, &g1), MTFT_OK);
+        for (int gi = 0; gi < 2; gi++) {
+            mtft_param_group *g = gi ? g1 : g0;
+            for (int i = 0; i < mtft_param_group_count(g); i++) {
+                mtft_tensor *t = mtft_param_group_tensor(g, i);
+                mtft_test_fill(mtft_tensor_data(t), mtft_tensor_numel(t), 100u * (uint64_t)gi + (uint64_t)i, -0.5f, 0.5f);
+            }
+        }
+        mkdir(path_in(p, sizeof p, "ad0"), 0777);
+        mkdir(path_in(p, sizeof p, "ad1"), 0777);
+        ck_assert_int_eq(mtft_peft_lora_save(pe, 0, path_in(p, sizeof p, "ad0"), "tiny"), MTFT_OK);
+        ck_assert_int_eq(mtft_peft_lora_save(pe, 1, path_in(p, sizeof p, "ad1"), "tiny"), MTFT_OK);
+        size_t n = 0;
+        float *b0 = group_copy(base, &n), *w0, *w1;
+        ck_assert_int_eq(mtft_peft_lora_merge(pe, 0), MTFT_OK);
+        w0 = group_copy(base, &n);
+        ck_assert_int_eq(mtft_peft_lora_unmerge(pe, 0), MTFT_OK);
+        ck_assert_int_eq(mtft_peft_lora_merge(pe, 1), MTFT_OK);
+        w1 = group_copy(base, &n);
+        ck_assert_int_eq(mtft_peft_lora_unmerge(pe, 1), MTFT_OK);
+        mtft_peft_free(pe);
+        float *want = malloc(n * sizeof *want);
+        int changed = 0;
+        for (size_t k = 0; k < n; k++) {
+            want[k] = b0[k] + (w0[k] - b0[k]) + (w1[k] - b0[k]);
+            changed += want[k] != b0[k];
+        }
+        ck_assert_int_gt(changed, 100);
+        mtft_merger *mg = NULL;
+        mtft_merge_options o = MTFT_MERGE_OPTIONS_INIT;
+        o.base_name = "tiny";
+        ck_assert_int_eq(mtft_merger_new(&mg, &o), MTFT_OK);
+        ck_assert_int_eq(mtft_merger_set_base(mg, g_dir), MTFT_OK);
+        ck_assert_int_eq(mtft_merger_add_adapter(mg, path_in(p, sizeof p, "ad0"), 1.0f), 0);
+        ck_assert_int_eq(mtft_merger_add_adapter(mg, path_in(p, sizeof p, "ad1"), 1.0f), 1);
+        ck_assert_int_eq(mtft_merger_merge_into(mg, base), MTFT_OK);
+        mtft_assert_close(mtft_param_group_data(base, NULL), want, (int64_t)n, 1e-5f, 1e-5f, "adapters vs peft merge");
+        ck_assert_int_eq(mtft_merger_save_lora(mg, path_in(pb, sizeof pb, "merged_lora"), 4), MTFT_OK);
+        mtft_merger_free(mg);
+        mtft_model_free(m);
+        /* load the rank-4 LoRA into a fresh base and merge it with mtft's PEFT */
+        mtft_model *m2 = NULL;
+        ck_assert_int_eq(mtft_model_load_hf(&m2, g_dir), MTFT_OK);
+        mtft_peft *p2 = NULL;
+        ck_assert_int_eq(mtft_peft_new(&p2, m2, 1), MTFT_OK);
+        ck_assert_int_eq(mtft_peft_lora_load(p2, 0, pb, NULL), MTFT_OK);
+        ck_assert_int_eq(mtft_peft_lora_merge(p2, 0), MTFT_OK);
+        mtft_assert_close(mtft_param_group_data(mtft_model_base_group(m2), NULL), want, (int64_t)n, 1e-4f, 1e-4f,
+                          "rank-4 LoRA output");
+        mtft_peft_free(p2);
+        mtft_model_free(m2);
+        free(b0), free(w0), free(w1), free(want);
+        rm_rf(g_dir);
+    }
+}
+END_TEST
+
 /* ---- YAML -------------------------------------------------------------------------------------- */
 
 START_TEST(test_merge_yaml) {
@@ -984,6 +1092,7 @@ static Suite *mtft_test_merge_suite(void) {
     tcase_add_test(f, test_merge_params_resolve);
     tcase_add_test(f, test_merge_adapters);
     tcase_add_test(f, test_merge_yaml);
+    tcase_add_test(f, test_merge_peft_roundtrip);
     suite_add_tcase(s, f);
     TCase *a = tcase_create("grad");
     tcase_set_timeout(a, 60);
