@@ -233,6 +233,31 @@ START_TEST(test_trainer_learns_and_logs) {
     ck_assert_msg(acc >= 0.85, "classification accuracy %.3f", acc);
     ck_assert_msg(pear >= 0.8, "regression pearson %.3f", pear);
     ck_assert_msg(tacc >= 0.85, "tagging token accuracy %.3f", tacc);
+    /* one-example prediction agrees with the gold labels like the evaluation does */
+    int agree = 0;
+    for (int i = 0; i < 40; i++) {
+        mtft_example ex;
+        ck_assert_int_eq(mtft_task_example(f.tasks[0], MTFT_SPLIT_TEST, i, &ex), MTFT_OK);
+        int32_t lab = -1;
+        float probs[2] = {0, 0};
+        ck_assert_int_eq(mtft_trainer_predict(tr, 0, ex.ids, ex.n_ids, &lab, probs), MTFT_OK);
+        ck_assert(lab == 0 || lab == 1);
+        ck_assert(fabsf(probs[0] + probs[1] - 1.0f) < 1e-4f && probs[lab] >= 0.5f);
+        agree += lab == ex.labels[0];
+    }
+    ck_assert_msg(agree >= 34, "predict agrees with gold on %d of 40", agree);
+    {
+        mtft_example ex;
+        ck_assert_int_eq(mtft_task_example(f.tasks[2], MTFT_SPLIT_TEST, 0, &ex), MTFT_OK);
+        int32_t tags[64];
+        ck_assert_int_eq(mtft_trainer_predict(tr, 2, ex.ids, ex.n_ids, tags, NULL), MTFT_OK);
+        int ok = 0, n = 0;
+        for (int t = 0; t < ex.n_ids; t++)
+            if (ex.tags[t] != -100) n++, ok += tags[t] == ex.tags[t];
+        ck_assert_int_eq(n, 4);
+        ck_assert_int_ge(ok, 3);
+        ck_assert_int_eq(mtft_trainer_predict(tr, 3, ex.ids, ex.n_ids, tags, NULL), MTFT_ERANGE);
+    }
     /* a metric a type does not report */
     ck_assert_int_eq(mtft_trainer_eval_value(tr, 0, MTFT_SPLIT_TEST, MTFT_METRIC_RMSE, &rmse, NULL), MTFT_ENOTFOUND);
     ck_assert_ptr_nonnull(strstr(mtft_error_last()->message, "cls"));

@@ -385,7 +385,7 @@ static void print_table(mtft_trainer *tr, mtft_task **tasks, int n, const char *
 
 int cli_cmd_train(int argc, char **argv, int eval_only) {
     const char *cfg_path = NULL, *ckpt = NULL, *split_name = "test";
-    const char *bal = NULL, *log = NULL, *out = NULL, *base = NULL;
+    const char *bal = NULL, *log = NULL, *out = NULL, *base = NULL, *only = NULL;
     int64_t steps = -1, seed = -1;
     double seconds = -1;
     int threads = 0;
@@ -393,7 +393,7 @@ int cli_cmd_train(int argc, char **argv, int eval_only) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             printf("usage: mtft %s CONFIG [--steps N] [--seconds S] [--seed N] [--balancer NAME] [--log FILE] "
-                   "[--out DIR] [--base DIR] [--threads N] [--checkpoint DIR] [--split dev|test]\n",
+                   "[--out DIR] [--base DIR] [--only TASK,..] [--threads N] [--checkpoint DIR] [--split dev|test]\n",
                    eval_only ? "eval" : "train");
             return 0;
         }
@@ -417,6 +417,7 @@ int cli_cmd_train(int argc, char **argv, int eval_only) {
         else if (!strcmp(a, "--log")) log = v;
         else if (!strcmp(a, "--out")) out = v;
         else if (!strcmp(a, "--base")) base = v;
+        else if (!strcmp(a, "--only")) only = v;
         else if (!strcmp(a, "--threads")) threads = atoi(v);
         else if (!strcmp(a, "--checkpoint")) ckpt = v;
         else if (!strcmp(a, "--split")) split_name = v;
@@ -486,7 +487,27 @@ int cli_cmd_train(int argc, char **argv, int eval_only) {
     mtft_tokenizer *tok = NULL;
     mtft_model *m = NULL;
     mtft_trainer *tr = NULL;
-    const int nt = mtft_config_n_tasks(cc.cfg);
+    /* --only a,b: train on those tasks of the config (e.g. single-task baselines) */
+    const int n_cfg = mtft_config_n_tasks(cc.cfg);
+    int *sel = calloc((size_t)(n_cfg > 0 ? n_cfg : 1), sizeof *sel);
+    int nt = 0;
+    for (int k = 0; sel && k < n_cfg; k++) {
+        const char *nm = mtft_config_task(cc.cfg, k)->name;
+        int take = !only;
+        for (const char *q = only; q && *q && !take;) {
+            const char *e = strchr(q, ',');
+            const size_t l = e ? (size_t)(e - q) : strlen(q);
+            take = strlen(nm) == l && !strncmp(nm, q, l);
+            q = e ? e + 1 : NULL;
+        }
+        if (take) sel[nt++] = k;
+    }
+    if (only && nt == 0) {
+        fprintf(stderr, "mtft: --only %s matches no task of %s\n", only, cfg_path);
+        free(sel);
+        cli_config_free(&cc);
+        return 2;
+    }
     mtft_task **tasks = calloc((size_t)(nt > 0 ? nt : 1), sizeof *tasks);
     snprintf(p1, sizeof p1, "%s/vocab.json", cc.base_dir);
     snprintf(p2, sizeof p2, "%s/merges.txt", cc.base_dir);
@@ -503,7 +524,7 @@ int cli_cmd_train(int argc, char **argv, int eval_only) {
         cc.topt.pad_id = eos >= 0 ? eos : 0;
     }
     for (int k = 0; k < nt; k++) {
-        if ((rc = mtft_task_new(&tasks[k], mtft_config_task(cc.cfg, k))) < 0 ||
+        if ((rc = mtft_task_new(&tasks[k], mtft_config_task(cc.cfg, sel[k]))) < 0 ||
             (rc = mtft_task_load(tasks[k], tok, mtft_config_data(cc.cfg))) < 0) {
             ret = cli_fail("loading a task");
             goto done;
@@ -555,6 +576,7 @@ done:
     mtft_trainer_free(tr);
     for (int k = 0; k < nt; k++) mtft_task_free(tasks[k]);
     free(tasks);
+    free(sel);
     mtft_model_free(m);
     mtft_tokenizer_free(tok);
     cli_config_free(&cc);
