@@ -46,6 +46,8 @@ int cli_config_load(cli_config *cc, const char *path);
 void cli_config_free(cli_config *cc);
 int cli_cmd_train(int argc, char **argv, int eval_only);
 int cli_cmd_predict(int argc, char **argv);
+/* HTML report with SVG charts from the trainer's JSONL log; 0 or -1. */
+int cli_write_report(const char *log_path, const char *html_path, mtft_trainer *tr, const char *title);
 
 int cli_fail(const char *what);
 char *cli_read_file(const char *path, size_t *len);

@@ -572,6 +572,22 @@ int cli_cmd_train(int argc, char **argv, int eval_only) {
         goto done;
     }
     print_table(tr, tasks, nt, cc.baselines, split);
+    if (!eval_only && cc.log_path[0]) {
+        char html[CLI_PATH + 16];
+        size_t l = strlen(cc.log_path);
+        if (l > 6 && !strcmp(cc.log_path + l - 6, ".jsonl"))
+            snprintf(html, sizeof html, "%.*s.html", (int)(l - 6), cc.log_path);
+        else
+            snprintf(html, sizeof html, "%s.html", cc.log_path);
+        char title[CLI_PATH + 64];
+        snprintf(title, sizeof title, "mtft train %s (balancer %s)", cfg_path,
+                 mtft_balance_method_name(cc.topt.balancer.method));
+        if (cli_write_report(cc.log_path, html, tr, title) == 0)
+            printf("== report: %s (charts of per-task loss, weights, rates and dev metrics)\n== log: %s\n", html,
+                   cc.log_path);
+        else
+            fprintf(stderr, "mtft: could not write the report %s\n", html);
+    }
 done:
     mtft_trainer_free(tr);
     for (int k = 0; k < nt; k++) mtft_task_free(tasks[k]);
