@@ -155,8 +155,9 @@ MTFT_API void mtft_trainer_free(mtft_trainer *tr);
  * lives) with a new head. head NULL: the head follows the task type
  * (classification, multilabel, regression with targets standardised by the
  * training values, token classification, LM on the model's LM head) with
- * the trainer's head_hidden and head_pool. Returns the task's index, or an
- * error. Tasks must be added before the first run/evaluate/load. */
+ * the trainer's head_hidden and head_pool. A regression head with one
+ * target (given or not) gets its target mean and std fitted on the training
+ * values. Returns the task's index, or an error. Tasks must be added before the first run/evaluate/load. */
 MTFT_API int mtft_trainer_add_task(mtft_trainer *tr, mtft_task *task, const mtft_head_options *head);
 MTFT_API int mtft_trainer_n_tasks(const mtft_trainer *tr);
 MTFT_API const char *mtft_trainer_task_name(const mtft_trainer *tr, int task);
