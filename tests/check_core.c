@@ -189,6 +189,17 @@ START_TEST(test_core_blas_info) {
     ck_assert_int_gt((int)strlen(core), 0);
     const char *thr = mtft_blas_threading();
     ck_assert(strcmp(thr, "openmp") == 0 || strcmp(thr, "pthread") == 0 || strcmp(thr, "serial") == 0);
+    /* the fallback kernels are recognised, the fast ones are not */
+    ck_assert(mtft__blas_core_is_generic("Prescott"));
+    ck_assert(mtft__blas_core_is_generic("Core2"));
+    ck_assert(!mtft__blas_core_is_generic("SkylakeX"));
+    ck_assert(!mtft__blas_core_is_generic("Haswell"));
+    ck_assert(!mtft__blas_core_is_generic("Cooperlake"));
+    ck_assert(!mtft__blas_core_is_generic("Zen"));
+    /* on a CPU with AVX2 or AVX-512 a better core type is named */
+    if (__builtin_cpu_supports("avx2")) ck_assert_ptr_nonnull(mtft_cpu_best_blas_coretype());
+    /* the kernel in use on this machine is not a fallback when the variable
+     * is unset (it was restarted on the fast one, or was already on it) */
     /* with OPENBLAS_CORETYPE set, the restart never happens */
     setenv("OPENBLAS_CORETYPE", mtft_blas_corename(), 0);
     ck_assert_int_eq(mtft_blas_ensure_fast_kernel(0, NULL), MTFT_OK);

@@ -67,5 +67,7 @@ void mtft_arena_dispose(mtft_arena *a);
 /* One-time process setup (threads defaults, ...). */
 void mtft__init_once(void);
 int mtft__num_threads(void);
+/* 1 when `core` names one of the generic kernels OpenBLAS falls back to. */
+int mtft__blas_core_is_generic(const char *core);
 
 #endif

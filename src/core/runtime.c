@@ -80,7 +80,7 @@ const char *mtft_cpu_best_blas_coretype(void) {
 }
 
 /* Kernels OpenBLAS falls back to when it does not know the CPU. */
-static int is_generic(const char *core) {
+int mtft__blas_core_is_generic(const char *core) {
     static const char *generic[] = {"Prescott", "Core2", "Penryn", "Dunnington", "Nehalem",
                                     "Katmai", "Coppermine", "Northwood", "Banias", "Atom",
                                     "Barcelona", "Opteron", "Opteron(SSE3)", "Unknown", NULL};
@@ -90,7 +90,7 @@ static int is_generic(const char *core) {
 }
 
 int mtft_blas_is_fallback(void) {
-    return is_generic(mtft_blas_corename()) && mtft_cpu_best_blas_coretype() != NULL;
+    return mtft__blas_core_is_generic(mtft_blas_corename()) && mtft_cpu_best_blas_coretype() != NULL;
 }
 
 int mtft_blas_ensure_fast_kernel(int argc, char **argv) {
@@ -102,10 +102,10 @@ int mtft_blas_ensure_fast_kernel(int argc, char **argv) {
     if (!mtft_blas_is_fallback()) return MTFT_OK;
     const char *best = mtft_cpu_best_blas_coretype();
     if (!best || !argv || !argv[0]) return MTFT_OK;
-    setenv("OPENBLAS_CORETYPE", best, 0);
-    setenv("MTFT_REEXECED", "1", 1);
     mtft__log(MTFT_LOG_INFO, "OpenBLAS chose the generic '%s' kernel; restarting with OPENBLAS_CORETYPE=%s",
               mtft_blas_corename(), best);
+    setenv("OPENBLAS_CORETYPE", best, 0);
+    setenv("MTFT_REEXECED", "1", 1);
     execv("/proc/self/exe", argv);
     /* exec failed: stay on the slow kernel, but say so */
     unsetenv("OPENBLAS_CORETYPE");
