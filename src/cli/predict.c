@@ -163,11 +163,12 @@ static int render(const char *tmpl, const char *field, const char *value, char *
 /* ---- the command ------------------------------------------------------------------------ */
 
 int cli_cmd_predict(int argc, char **argv) {
-    const char *cfg_path = NULL, *ckpt = NULL, *task_name = NULL, *in_path = NULL, *out_path = NULL, *base = NULL;
+    const char *cfg_path = NULL, *ckpt = NULL, *task_name = NULL, *in_path = NULL, *out_path = NULL, *base = NULL, *only = NULL;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             printf("usage: mtft predict CONFIG --checkpoint DIR --task NAME [--in FILE] [--out FILE] [--base DIR]\n"
+                   "       [--only TASK,...]   (the tasks the checkpoint was trained on, when not all of the config's)\n"
                    "  reads JSONL (stdin by default) with the task's input field (tagging: its tokens field) and\n"
                    "  writes one JSON object per input line: label and probs, value, or tags\n");
             return 0;
@@ -186,6 +187,7 @@ int cli_cmd_predict(int argc, char **argv) {
         else if (!strcmp(a, "--in")) in_path = v;
         else if (!strcmp(a, "--out")) out_path = v;
         else if (!strcmp(a, "--base")) base = v;
+        else if (!strcmp(a, "--only")) only = v;
         else {
             fprintf(stderr, "mtft predict: unknown option '%s'\n", a);
             return 2;
@@ -198,16 +200,27 @@ int cli_cmd_predict(int argc, char **argv) {
     cli_config cc;
     if (cli_config_load(&cc, cfg_path) != 0) return 2;
     if (base) snprintf(cc.base_dir, sizeof cc.base_dir, "%s", base);
-    const int nt = mtft_config_n_tasks(cc.cfg);
-    int which = -1;
-    for (int k = 0; k < nt; k++)
-        if (!strcmp(mtft_config_task(cc.cfg, k)->name, task_name)) which = k;
+    const int n_cfg = mtft_config_n_tasks(cc.cfg);
+    int sel[256], nt = 0, which = -1;
+    for (int k = 0; k < n_cfg && nt < 256; k++) {
+        const char *nm = mtft_config_task(cc.cfg, k)->name;
+        int take = !only;
+        for (const char *q = only; q && *q && !take;) {
+            const char *e = strchr(q, ',');
+            const size_t l = e ? (size_t)(e - q) : strlen(q);
+            take = strlen(nm) == l && !strncmp(nm, q, l);
+            q = e ? e + 1 : NULL;
+        }
+        if (!take) continue;
+        if (!strcmp(nm, task_name)) which = nt;
+        sel[nt++] = k;
+    }
     if (which < 0) {
         fprintf(stderr, "mtft predict: no task '%s' in %s\n", task_name, cfg_path);
         cli_config_free(&cc);
         return 2;
     }
-    const mtft_task_options *to = mtft_config_task(cc.cfg, which);
+    const mtft_task_options *to = mtft_config_task(cc.cfg, sel[which]);
     if (to->type == MTFT_TASK_GENERATION || to->type == MTFT_TASK_MULTILABEL) {
         fprintf(stderr, "mtft predict: task '%s' is %s; predict handles classification, regression and tagging\n",
                 task_name, mtft_task_type_name(to->type));
@@ -218,7 +231,7 @@ int cli_cmd_predict(int argc, char **argv) {
     mtft_tokenizer *tok = NULL;
     mtft_model *m = NULL;
     mtft_trainer *tr = NULL;
-    mtft_task **tasks = calloc((size_t)nt, sizeof *tasks);
+    mtft_task **tasks = calloc((size_t)(nt > 0 ? nt : 1), sizeof *tasks);
     FILE *fin = stdin, *fout = stdout;
     char *line = NULL;
     size_t lcap = 0;
@@ -245,7 +258,7 @@ int cli_cmd_predict(int argc, char **argv) {
         goto done;
     }
     for (int k = 0; k < nt; k++)
-        if (mtft_task_new(&tasks[k], mtft_config_task(cc.cfg, k)) < 0 ||
+        if (mtft_task_new(&tasks[k], mtft_config_task(cc.cfg, sel[k])) < 0 ||
             mtft_task_load(tasks[k], tok, mtft_config_data(cc.cfg)) < 0) {
             ret = cli_fail("loading a task");
             goto done;

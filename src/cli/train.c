@@ -368,11 +368,15 @@ static void print_table(mtft_trainer *tr, mtft_task **tasks, int n, const char *
         for (int i = 0; i < nm; i++) {
             double v = NAN, f1 = NAN, f2 = NAN;
             if (mtft_trainer_eval_value(tr, k, split, ms[i], &v, NULL) < 0) continue;
-            char s1[32] = "", s2[32] = "";
-            if (i == 0 && fk1 && baseline(bj, name, fk1, &f1) == 0) snprintf(s1, sizeof s1, "%.4f", f1);
-            if (i == 0 && fk2 && baseline(bj, name, fk2, &f2) == 0) snprintf(s2, sizeof s2, "%.4f", f2);
-            printf("%-20s %-15s %-15s %9.4f %10s %12s %8lld\n", i == 0 ? name : "", i == 0 ? mtft_task_type_name(ty) : "",
-                   mtft_metric_name(ms[i]), v, s1, s2, i == 0 ? (long long)mtft_task_count(tasks[k], split) : 0LL);
+            char s1[32] = "", s2[32] = "", sn[32] = "";
+            /* the floors are test-split numbers */
+            if (split == MTFT_SPLIT_TEST && i == 0 && fk1 && baseline(bj, name, fk1, &f1) == 0)
+                snprintf(s1, sizeof s1, "%.4f", f1);
+            if (split == MTFT_SPLIT_TEST && i == 0 && fk2 && baseline(bj, name, fk2, &f2) == 0)
+                snprintf(s2, sizeof s2, "%.4f", f2);
+            if (i == 0) snprintf(sn, sizeof sn, "%lld", (long long)mtft_task_count(tasks[k], split));
+            printf("%-20s %-15s %-15s %9.4f %10s %12s %8s\n", i == 0 ? name : "", i == 0 ? mtft_task_type_name(ty) : "",
+                   mtft_metric_name(ms[i]), v, s1, s2, sn);
         }
     }
     printf("(majority/naive-Bayes: the floors of %s; for regression the RMSE of predicting the mean and of a\n"
