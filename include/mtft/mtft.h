@@ -19,5 +19,8 @@
 #include "mtft/data.h"
 #include "mtft/config.h"
 #include "mtft/metrics.h"
+#include "mtft/trainer.h"
+#include "mtft/report.h"
+#include "mtft/merge.h"
 
 #endif
