@@ -25,9 +25,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config/config_impl.h"
+#include "config_impl.h"
 #include "io/json.h"
-#include "merger_impl.h"
+#include "merge/merger_impl.h"
 
 typedef struct yctx {
     mtft_cfg_ctx c;
