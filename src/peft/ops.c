@@ -333,3 +333,56 @@ mtft_tensor *mtft_peft__lora_add(mtft_graph *g, mtft_tensor *y, int n, mtft_tens
     }
     return y;
 }
+
+/* ---- lora_down ---------------------------------------------------------------------- */
+
+static int lora_down_backward(mtft_graph *g, mtft_node *nd) {
+    mtft_tensor *x = nd->in[0], *A = nd->in[1], *h = nd->out;
+    int64_t u0 = nd->i[0], in = x->ne[x->ndim - 1], R = A->ne[0];
+    int64_t rpu = mtft__numel(x) / (x->ne[0] * in), r0 = u0 * rpu, n = mtft__numel(h) / R, Ntot = x->ne[0] * rpu;
+    const float *dh = h->grad;
+    float *dx = mtft__grad(g, x);
+    int rc = MTFT_OK;
+    if (dx) rc = mtft__sgemm(0, 0, n, in, R, 1.0f, dh, R, A->data, in, 1.0f, dx + r0 * in, in);
+    if (rc < 0) return rc;
+    if (mtft__is_split(A)) {
+        for (int k = 0; k < g->n_parts || k == 0; k++) {
+            int64_t p0, p1;
+            if ((rc = mtft__part_rows(g, A, Ntot, k, &p0, &p1)) < 0) return rc;
+            p0 = p0 > r0 ? p0 : r0;
+            p1 = p1 < r0 + n ? p1 : r0 + n;
+            float *dak = mtft__split_grad(g, A, k);
+            if (!dak) return g->status;
+            if (p1 > p0 &&
+                (rc = mtft__sgemm(1, 0, R, in, p1 - p0, 1.0f, dh + (p0 - r0) * R, R, x->data + p0 * in, in, 1.0f,
+                                  dak, in)) < 0)
+                return rc;
+        }
+    } else {
+        float *dA = mtft__grad(g, A);
+        if (dA) rc = mtft__sgemm(1, 0, R, in, n, 1.0f, dh, R, x->data + r0 * in, in, 1.0f, dA, in);
+    }
+    return rc < 0 ? rc : g->status;
+}
+static const mtft_op_def lora_down_op = {"peft_lora_down", lora_down_backward};
+
+mtft_tensor *mtft_peft__lora_down(mtft_graph *g, mtft_tensor *x, mtft_tensor *A, int64_t u0, int64_t nu) {
+    if (!mtft__op_begin(g, 2, x, A)) return NULL;
+    char sx[64], sa[64];
+    mtft__shape_str(x, sx, sizeof sx);
+    mtft__shape_str(A, sa, sizeof sa);
+    int64_t in = x->ne[x->ndim - 1];
+    if (!mtft__contig(x) || x->ndim < 2 || A->ndim != 2 || A->ne[1] != in || !mtft__contig(A) || u0 < 0 || nu < 1 ||
+        u0 + nu > x->ne[0])
+        return mtft__op_fail(g, MTFT_ESHAPE, "peft lora_down: x %s (contiguous), A %s [R, in], rows [%lld, %lld)", sx,
+                             sa, (long long)u0, (long long)(u0 + nu));
+    int64_t R = A->ne[0], rpu = mtft__numel(x) / (x->ne[0] * in), n = nu * rpu;
+    int64_t shp[2] = {n, R};
+    mtft_tensor *h = mtft__new(g, 2, shp);
+    if (!h) return NULL;
+    int rc = mtft__sgemm(0, 1, n, R, in, 1.0f, x->data + u0 * rpu * in, in, A->data, in, 0.0f, h->data, R);
+    if (rc < 0) return mtft__op_fail(g, rc, "%s", mtft_error_last()->message);
+    mtft_node *nd = mtft__record(g, &lora_down_op, h, 2, x, A);
+    if (nd) nd->i[0] = u0;
+    return h;
+}

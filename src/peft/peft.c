@@ -312,10 +312,12 @@ static mtft_tensor *rows(mtft_graph *g, mtft_tensor *x, int64_t u0, int64_t n) {
     return mtft_slice(g, x, 0, u0, n);
 }
 
-/* LoRA's first half on x (rows of one task, or all): h = drop(x) A^T [.., R]. */
-static mtft_tensor *lora_h(mtft_graph *g, mtft_tensor *x, mtft_tensor *A, float dropout) {
-    if (dropout > 0.0f) x = mtft_dropout(g, x, dropout);
-    return mtft_linear(g, x, A, NULL);
+/* LoRA's first half on rows [u0, u0+nu) of x: h = drop(x_rows) A^T [.., R].
+ * Without dropout the rows are read in place (lora_down); with it, through
+ * a slice and the dropout op. */
+static mtft_tensor *lora_h(mtft_graph *g, mtft_tensor *x, mtft_tensor *A, float dropout, int64_t u0, int64_t nu) {
+    if (dropout > 0.0f && g->training) return mtft_linear(g, mtft_dropout(g, rows(g, x, u0, nu), dropout), A, NULL);
+    return mtft_peft__lora_down(g, x, A, u0, nu);
 }
 
 /* Poly for task k on x (its rows): h = x A_k [.., R] and *Bk [R, out], the
@@ -430,14 +432,14 @@ mtft_tensor *mtft_peft__proj_hook(mtft_nn_ctx *ctx, const char *name, mtft_tenso
     } while (0)
         if (any) {
             mtft_peft_lora *sh = p->shared;
-            PUSH(lora_h(g, x, sh->A[slot], sh->dropout), sh->B[slot], 0, ctx->B, sh->scale, 1);
+            PUSH(lora_h(g, x, sh->A[slot], sh->dropout, 0, ctx->B), sh->B[slot], 0, ctx->B, sh->scale, 1);
         }
         for (int k = 0; k < K && need; k++) {
             int64_t u0 = off[k], nk = off[k + 1] - off[k];
             if (nk == 0) continue;
             mtft_peft_lora *lo = p->lora[k];
             if (lo && !lo->merged && lo->A[slot])
-                PUSH(lora_h(g, rows(g, x, u0, nk), lo->A[slot], lo->dropout), lo->B[slot], u0, nk, lo->scale, 1);
+                PUSH(lora_h(g, x, lo->A[slot], lo->dropout, u0, nk), lo->B[slot], u0, nk, lo->scale, 1);
             if (p->poly && p->poly->A[slot]) {
                 mtft_tensor *Bk = NULL;
                 mtft_tensor *h = poly_h(p, g, rows(g, x, u0, nk), slot, k, in, out, &Bk);

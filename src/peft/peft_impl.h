@@ -96,6 +96,10 @@ mtft_tensor *mtft_peft__rows_combine(mtft_graph *g, mtft_tensor *y, int n, mtft_
  * Returns y. */
 mtft_tensor *mtft_peft__lora_add(mtft_graph *g, mtft_tensor *y, int n, mtft_tensor **h, mtft_tensor **w,
                                  const int64_t *u0, const int64_t *nu, const float *scale, const int *wt);
+/* h = x_rows A^T [nu*rpu, R] for rows [u0*rpu, (u0+nu)*rpu) of x (rpu =
+ * rows per dim-0 unit), read in place: no slice view, so the backward adds
+ * dx straight into x's gradient rows (and dA, per part when A is split). */
+mtft_tensor *mtft_peft__lora_down(mtft_graph *g, mtft_tensor *x, mtft_tensor *A, int64_t u0, int64_t nu);
 /* Poly skill mixing: logits [K, S*Q] (row `task`), skills [S, Q, D] ->
  * [S, D]: out[s] = sum_q w[s,q] skills[s,q], w = routing of logits[task]
  * viewed as [S, Q] (S splits, Q skills). */
