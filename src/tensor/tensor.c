@@ -315,6 +315,7 @@ void mtft_graph_reset(mtft_graph *g) {
     g->dropout_calls = 0;
     g->n_parts = 0;
     g->part_off = NULL;
+    g->n_pool = 0;
 }
 
 int mtft_graph_status(const mtft_graph *g) { return g ? g->status : MTFT_EINVAL; }
@@ -459,6 +460,7 @@ mtft_node *mtft__record(mtft_graph *g, const mtft_op_def *op, mtft_tensor *out, 
     n->out = out;
     n->n_in = n_in;
     for (int i = 0; i < n_in; i++) n->in[i] = in[i];
+    n->produces = !(out->flags & MTFT_TF_REQUIRES_GRAD); /* else an in-place op (e.g. PEFT's lora_add) */
     out->flags |= MTFT_TF_REQUIRES_GRAD;
     return n;
 }
@@ -473,6 +475,18 @@ float *mtft__grad(mtft_graph *g, mtft_tensor *t) {
     }
     if (t->grad) return t->grad;
     if (t->flags & MTFT_TF_PARAM) return NULL; /* frozen group */
+    const int64_t n = mtft__numel(t);
+    int best = -1;
+    for (int i = 0; i < g->n_pool; i++)
+        if (g->pool_n[i] >= n && (best < 0 || g->pool_n[i] < g->pool_n[best])) best = i;
+    if (best >= 0) {
+        t->grad = g->pool_p[best];
+        g->n_pool--;
+        g->pool_p[best] = g->pool_p[g->n_pool];
+        g->pool_n[best] = g->pool_n[g->n_pool];
+        memset(t->grad, 0, (size_t)n * sizeof(float));
+        return t->grad;
+    }
     t->grad = mtft__scratch(g, (size_t)mtft__numel(t) * sizeof(float));
     if (t->grad) memset(t->grad, 0, (size_t)mtft__numel(t) * sizeof(float));
     return t->grad;
@@ -489,6 +503,7 @@ int mtft_graph_backward(mtft_graph *g, mtft_tensor *loss, const float *seed) {
         return mtft__err(MTFT_ESHAPE, "backward: loss has %lld elements; pass a seed gradient for a non-scalar",
                          (long long)mtft__numel(loss));
     g->n_split_touched = 0;
+    g->n_pool = 0;
     float *dl = mtft__grad(g, loss);
     if (!dl) return g->status ? g->status : MTFT_ENOMEM;
     int64_t n = mtft__numel(loss);
@@ -506,7 +521,17 @@ int mtft_graph_backward(mtft_graph *g, mtft_tensor *loss, const float *seed) {
             return rc;
         }
         if (g->status < 0) return g->status;
+        /* every consumer of a transient output ran before its producer: its
+         * gradient is dead now, and its buffer can serve the next one */
+        mtft_tensor *o = nd->out;
+        if (nd->produces && (o->flags & MTFT_TF_TRANSIENT) && !(o->flags & MTFT_TF_PARAM) && o->grad && o != loss &&
+            g->n_pool < (int)(sizeof g->pool_p / sizeof g->pool_p[0])) {
+            g->pool_p[g->n_pool] = o->grad;
+            g->pool_n[g->n_pool++] = mtft__numel(o);
+            o->grad = NULL;
+        }
     }
+    g->n_pool = 0;
     for (int i = 0; i < g->n_split_touched; i++)
         if (g->split_touched[i]->grad && g->split_touched[i]->split_grad) split_reduce(g->split_touched[i]);
     g->n_split_touched = 0;

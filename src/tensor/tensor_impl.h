@@ -25,6 +25,11 @@ enum {
     MTFT_TF_REQUIRES_GRAD = 1u << 0,
     MTFT_TF_PARAM = 1u << 1,   /* lives in a parameter group */
     MTFT_TF_VIEW = 1u << 2,    /* data aliases another tensor's data */
+    /* An intermediate no caller can reach (set by library code, e.g. on the
+     * activations inside a model forward): mtft_graph_backward recycles its
+     * gradient buffer once its producer's backward has run, and its grad is
+     * NULL afterwards. */
+    MTFT_TF_TRANSIENT = 1u << 3,
 };
 
 struct mtft_tensor {
@@ -54,6 +59,7 @@ struct mtft_node {
     void *saved;    /* op-specific, arena memory */
     int64_t i[8];   /* op integer parameters */
     float f[4];     /* op float parameters */
+    int produces;   /* 1: this node made out (not an in-place op on an earlier node's output) */
 };
 
 struct mtft_graph {
@@ -73,6 +79,12 @@ struct mtft_graph {
      * gradient blocks at its end). */
     mtft_param_group *split_touched[64];
     int n_split_touched;
+    /* Gradient buffers of transient tensors whose producer's backward has
+     * run (arena memory, numel floats each): mtft__grad takes the smallest
+     * that fits before asking the arena. Emptied at each backward's start. */
+    float *pool_p[32];
+    int64_t pool_n[32];
+    int n_pool;
 };
 
 struct mtft_param_group {

@@ -25,12 +25,12 @@ enum { ACT_GELU_TANH, ACT_GELU_ERF, ACT_SILU, ACT_SIGMOID, ACT_RELU, ACT_TANH };
 #define INV_SQRT_2PI 0.3989422804014327f
 
 /* 1 / (1 + e^-x): relative error ~3e-7 for all x (no cancellation). */
-static inline float sigmoidf(float x) { return 1.0f / (1.0f + mtft__vexpf(-x)); }
+__attribute__((always_inline)) static inline float sigmoidf(float x) { return 1.0f / (1.0f + mtft__vexpf(-x)); }
 
 /* 1 + erf(x), branch-free: Abramowitz & Stegun 7.1.26 (|erf error| <= 1.5e-7)
  * with erfc(z) = P(t) e^{-z^2}, t = 1 / (1 + p z), z = |x|. For x < 0 this is
  * erfc(z) itself, so the left tail keeps its relative accuracy. */
-static inline float one_plus_erf(float x) {
+__attribute__((always_inline)) static inline float one_plus_erf(float x) {
     float z = x < 0.0f ? -x : x;
     float t = 1.0f / (1.0f + 0.3275911f * z);
     float p = 1.061405429f;
