@@ -79,7 +79,8 @@ static const char *k_train_keys =
     "base, baselines, out, log, threads, seed, steps, seconds, batch_size, max_len, lr, weight_decay, "
     "warmup_steps, schedule, min_lr_ratio, grad_clip, train_base, base_lr_scale, lora_rank, lora_alpha, "
     "lora_targets, shared_lora_rank, head_hidden, head_pool, sampler, sampler_temperature, sampler_cap, "
-    "batch_mode, balancer, balancer_drives_sampler, eval_every, eval_max_examples, test_max_examples, "
+    "batch_mode, balancer, balancer_drives_sampler, dwa_temperature, dwa_period, uncertainty_lr, famo_lr, "
+    "cagrad_c, eval_every, eval_max_examples, test_max_examples, "
     "eval_batch_size, early_stop_patience, print_every";
 static const char *k_pretrain_keys =
     "texts, vocab_size, n_layer, n_embd, n_head, n_ctx, steps, seconds, batch_size, lr, seed, print_every";
@@ -131,6 +132,11 @@ static int set_train(cli_config *cc, const char *file, const char *dir, int line
     else if (KEY("sampler_temperature")) NUM_F(o->sampler.start.temperature);
     else if (KEY("sampler_cap")) NUM_F(o->sampler.start.cap);
     else if (KEY("balancer_drives_sampler")) BOOL(o->balancer_drives_sampler);
+    else if (KEY("dwa_temperature")) NUM_F(o->balancer.dwa_temperature);
+    else if (KEY("dwa_period")) NUM_I(o->balancer.dwa_period);
+    else if (KEY("uncertainty_lr")) NUM_F(o->balancer.uncertainty_lr);
+    else if (KEY("famo_lr")) NUM_F(o->balancer.famo_lr);
+    else if (KEY("cagrad_c")) NUM_F(o->balancer.cagrad_c);
     else if (KEY("eval_every")) NUM_I(o->eval_every);
     else if (KEY("eval_max_examples")) NUM_I(o->eval_max_examples);
     else if (KEY("test_max_examples")) NUM_I(cc->test_max_examples);
