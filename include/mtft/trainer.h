@@ -146,7 +146,11 @@ typedef struct mtft_trainer_options {
      MTFT_SAMPLER_OPTIONS_INIT, MTFT_BALANCER_OPTIONS_INIT, 0, 0, 0, 32, 0, NULL, 0, NULL, NULL}
 
 /* A trainer for the model m (borrowed; it must outlive the trainer). The
- * options are copied (strings too). */
+ * options are copied (strings too), except the per-task weight arrays of
+ * sampler.start/end.weights and balancer.static_weights: those are read when
+ * the trainer starts (first run, evaluate, save or load) and must stay valid
+ * until then. Unless train_base is set the model's base group is frozen
+ * (made non-trainable) when the trainer starts. */
 MTFT_API int mtft_trainer_new(mtft_trainer **out, mtft_model *m, const mtft_trainer_options *o);
 /* NULL-safe. Detaches the trainer's LoRA from the model. */
 MTFT_API void mtft_trainer_free(mtft_trainer *tr);

@@ -71,9 +71,6 @@ int mtft_trainer_new(mtft_trainer **out, mtft_model *m, const mtft_trainer_optio
     tr->log_path = dup_or_null(o->log_path);
     tr->o.lora_targets = tr->lora_targets;
     tr->o.log_path = tr->log_path;
-    tr->o.sampler.start.weights = NULL; /* task weights are per run; not copied here */
-    tr->o.sampler.end.weights = NULL;
-    tr->o.balancer.static_weights = NULL;
     tr->m = m;
     mtft_batch_init(&tr->batch);
     tr->best_score = -INFINITY;
