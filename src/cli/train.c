@@ -541,6 +541,20 @@ int cli_cmd_train(int argc, char **argv, int eval_only) {
         }
     }
     cc.topt.progress = stop_cb;
+    /* the directories the log and the checkpoint go to */
+    for (int i = 0; i < 2 && !eval_only; i++) {
+        const char *pth = i ? cc.out_dir : cc.log_path;
+        char parent[CLI_PATH];
+        snprintf(parent, sizeof parent, "%s", pth);
+        char *sl = strrchr(parent, '/');
+        if (!pth[0] || !sl || sl == parent) continue;
+        *sl = 0;
+        if (cli_mkdirs(parent) != 0) {
+            fprintf(stderr, "mtft: cannot create the directory '%s' for '%s'\n", parent, pth);
+            ret = 1;
+            goto done;
+        }
+    }
     if ((rc = mtft_trainer_new(&tr, m, &cc.topt)) < 0) {
         ret = cli_fail("trainer options");
         goto done;
