@@ -203,7 +203,7 @@ static void usage(FILE *f) {
             "\n"
             "commands:\n"
             "  train CONFIG [--steps N] [--seconds S] [--seed N] [--balancer NAME] [--log FILE]\n"
-            "               [--out DIR] [--base DIR] [--only TASK,...] [--threads N]\n"
+            "               [--out DIR] [--base DIR] [--only TASK,...] [--resume DIR] [--threads N]\n"
             "        multitask finetuning as the YAML config says (sections tasks:, data:, train:,\n"
             "        pretrain:); pretrains the base first when train.base has none yet; prints\n"
             "        per-task test metrics beside the floors of train.baselines\n"

@@ -395,7 +395,7 @@ static void print_table(mtft_trainer *tr, mtft_task **tasks, int n, const char *
 
 int cli_cmd_train(int argc, char **argv, int eval_only) {
     const char *cfg_path = NULL, *ckpt = NULL, *split_name = "test";
-    const char *bal = NULL, *log = NULL, *out = NULL, *base = NULL, *only = NULL;
+    const char *bal = NULL, *log = NULL, *out = NULL, *base = NULL, *only = NULL, *resume = NULL;
     int64_t steps = -1, seed = -1;
     double seconds = -1;
     int threads = 0;
@@ -403,7 +403,7 @@ int cli_cmd_train(int argc, char **argv, int eval_only) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             printf("usage: mtft %s CONFIG [--steps N] [--seconds S] [--seed N] [--balancer NAME] [--log FILE] "
-                   "[--out DIR] [--base DIR] [--only TASK,..] [--threads N] [--checkpoint DIR] [--split dev|test]\n",
+                   "[--out DIR] [--base DIR] [--only TASK,..] [--resume DIR] [--threads N] [--checkpoint DIR] [--split dev|test]\n",
                    eval_only ? "eval" : "train");
             return 0;
         }
@@ -428,6 +428,7 @@ int cli_cmd_train(int argc, char **argv, int eval_only) {
         else if (!strcmp(a, "--out")) out = v;
         else if (!strcmp(a, "--base")) base = v;
         else if (!strcmp(a, "--only")) only = v;
+        else if (!strcmp(a, "--resume")) resume = v;
         else if (!strcmp(a, "--threads")) threads = atoi(v);
         else if (!strcmp(a, "--checkpoint")) ckpt = v;
         else if (!strcmp(a, "--split")) split_name = v;
@@ -570,6 +571,13 @@ int cli_cmd_train(int argc, char **argv, int eval_only) {
             goto done;
         }
     } else {
+        if (resume) {
+            if ((rc = mtft_trainer_load(tr, resume)) < 0) {
+                ret = cli_fail("resuming from the checkpoint");
+                goto done;
+            }
+            printf("== resumed from %s at step %lld\n", resume, (long long)mtft_trainer_step(tr));
+        }
         printf("== multitask finetuning: %d tasks, %lld steps of %d rows, LoRA rank %d per task%s, balancer %s, "
                "sampler %s\n",
                nt, (long long)cc.topt.max_steps, cc.topt.batch_size, cc.topt.lora_rank,
