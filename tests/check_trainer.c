@@ -294,9 +294,24 @@ START_TEST(test_trainer_callback_stops) {
     mtft_trainer_options o = base_opts();
     o.progress = on_progress;
     o.payload = &r;
+    char ck[700], p[800];
+    snprintf(ck, sizeof ck, "%s/periodic", g_dir);
+    o.ckpt_dir = ck;
+    o.save_every = 1;
+    o.keep_last = 2;
     mtft_trainer *tr = new_trainer(&f, &o);
     ck_assert_int_eq(mtft_trainer_run(tr), MTFT_EUSER);
     ck_assert_int_eq(r.n_steps, 4);
+    /* periodic checkpoints after steps 1..3 (the stop at step 4 comes first), newest two kept */
+    struct stat st;
+    snprintf(p, sizeof p, "%s/step-00000003/trainer.json", ck);
+    ck_assert_int_eq(stat(p, &st), 0);
+    snprintf(p, sizeof p, "%s/step-00000002/state.bin", ck);
+    ck_assert_int_eq(stat(p, &st), 0);
+    snprintf(p, sizeof p, "%s/step-00000001", ck);
+    ck_assert_int_ne(stat(p, &st), 0);
+    snprintf(p, sizeof p, "%s/step-00000003.tmp", ck);
+    ck_assert_int_ne(stat(p, &st), 0);
     ck_assert_int_eq(mtft_trainer_step(tr), 4);
     /* adding a task once started is a state error naming the task */
     ck_assert_int_eq(mtft_trainer_add_task(tr, f.tasks[0], NULL), MTFT_ESTATE);

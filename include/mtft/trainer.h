@@ -137,13 +137,19 @@ typedef struct mtft_trainer_options {
     int print_every;          /* > 0: a progress line (or bar on a terminal) to stdout every n steps */
     mtft_progress_cb progress;
     void *payload;
+    /* periodic checkpoints: every save_every steps (> 0) into
+     * ckpt_dir/step-NNNNNNNN (mtft_trainer_save), keeping the newest keep_last
+     * (> 0; 0 keeps all) */
+    const char *ckpt_dir;
+    int64_t save_every;
+    int keep_last;
 } mtft_trainer_options;
 
 #define MTFT_TRAINER_OPTIONS_VERSION 1
 #define MTFT_TRAINER_OPTIONS_INIT                                                                           \
     {MTFT_TRAINER_OPTIONS_VERSION, 1, 1000, 0.0, 16, 128, MTFT_TRUNCATE_RIGHT, 0, 1e-3f, 0.01f, 0.9f, 0.999f, \
      1e-8f, 0, MTFT_LR_LINEAR, 0.0f, 1.0f, 0, 0.1f, 8, 16.0f, NULL, 0, 0, MTFT_POOL_LAST,                   \
-     MTFT_SAMPLER_OPTIONS_INIT, MTFT_BALANCER_OPTIONS_INIT, 0, 0, 0, 32, 0, NULL, 0, NULL, NULL}
+     MTFT_SAMPLER_OPTIONS_INIT, MTFT_BALANCER_OPTIONS_INIT, 0, 0, 0, 32, 0, NULL, 0, NULL, NULL, NULL, 0, 3}
 
 /* A trainer for the model m (borrowed; it must outlive the trainer). The
  * options are copied (strings too), except the per-task weight arrays of

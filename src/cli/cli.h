@@ -31,6 +31,7 @@ typedef struct cli_config {
     char base_dir[CLI_PATH];   /* train.base: a HF model dir with vocab.json + merges.txt */
     char out_dir[CLI_PATH];    /* train.out: checkpoint dir ("" none) */
     char log_path[CLI_PATH];   /* train.log */
+    char ckpt_dir[CLI_PATH];   /* train.ckpt_dir: periodic checkpoints */
     char baselines[CLI_PATH];  /* train.baselines */
     char lora_targets[256];
     int64_t test_max_examples;

@@ -76,7 +76,7 @@ static int parse_bool(const char *v, int *out) {
 }
 
 static const char *k_train_keys =
-    "base, baselines, out, log, threads, seed, steps, seconds, batch_size, max_len, lr, weight_decay, "
+    "base, baselines, out, log, ckpt_dir, save_every, keep_last, threads, seed, steps, seconds, batch_size, max_len, lr, weight_decay, "
     "warmup_steps, schedule, min_lr_ratio, grad_clip, train_base, base_lr_scale, lora_rank, lora_alpha, "
     "lora_targets, shared_lora_rank, head_hidden, head_pool, sampler, sampler_temperature, sampler_cap, "
     "batch_mode, balancer, balancer_drives_sampler, dwa_temperature, dwa_period, uncertainty_lr, famo_lr, "
@@ -111,6 +111,9 @@ static int set_train(cli_config *cc, const char *file, const char *dir, int line
     else if (KEY("baselines")) rel_path(cc->baselines, sizeof cc->baselines, dir, val);
     else if (KEY("out")) rel_path(cc->out_dir, sizeof cc->out_dir, dir, val);
     else if (KEY("log")) rel_path(cc->log_path, sizeof cc->log_path, dir, val);
+    else if (KEY("ckpt_dir")) rel_path(cc->ckpt_dir, sizeof cc->ckpt_dir, dir, val);
+    else if (KEY("save_every")) NUM_I(o->save_every);
+    else if (KEY("keep_last")) NUM_I(o->keep_last);
     else if (KEY("threads")) NUM_I(cc->threads);
     else if (KEY("seed")) NUM_I(o->seed);
     else if (KEY("steps")) NUM_I(o->max_steps);
@@ -312,6 +315,7 @@ int cli_config_load(cli_config *cc, const char *path) {
     cc->topt.truncation = mtft_config_collate(cc->cfg)->truncation;
     if (cc->lora_targets[0]) cc->topt.lora_targets = cc->lora_targets;
     if (cc->log_path[0]) cc->topt.log_path = cc->log_path;
+    if (cc->ckpt_dir[0]) cc->topt.ckpt_dir = cc->ckpt_dir;
     if (cc->has_pretrain && cc->base_dir[0]) snprintf(cc->pre.out, sizeof cc->pre.out, "%s", cc->base_dir);
     return 0;
 }

@@ -56,6 +56,10 @@ int mtft_trainer_new(mtft_trainer **out, mtft_model *m, const mtft_trainer_optio
     RQ(o->eval_batch_size >= 1, "trainer: eval_batch_size %d must be >= 1", o->eval_batch_size);
     RQ(o->max_seconds >= 0.0, "trainer: max_seconds %g must be >= 0", o->max_seconds);
     RQ(o->head_hidden >= 0, "trainer: head_hidden %d must be >= 0", o->head_hidden);
+    RQ(o->save_every >= 0 && o->keep_last >= 0, "trainer: save_every %lld and keep_last %d must be >= 0",
+       (long long)o->save_every, o->keep_last);
+    if (o->save_every > 0 && !(o->ckpt_dir && *o->ckpt_dir))
+        return mtft__err(MTFT_EINVAL, "trainer: save_every %lld needs ckpt_dir", (long long)o->save_every);
 #undef RQ
     if (!o->train_base && !o->lora_rank && !o->shared_lora_rank)
         mtft__log(MTFT_LOG_WARN, "trainer: base frozen and no LoRA: only the heads train");
@@ -69,6 +73,8 @@ int mtft_trainer_new(mtft_trainer **out, mtft_model *m, const mtft_trainer_optio
     tr->o = *o;
     tr->lora_targets = dup_or_null(o->lora_targets);
     tr->log_path = dup_or_null(o->log_path);
+    tr->ckpt_dir = dup_or_null(o->ckpt_dir);
+    tr->o.ckpt_dir = tr->ckpt_dir;
     tr->o.lora_targets = tr->lora_targets;
     tr->o.log_path = tr->log_path;
     tr->m = m;
@@ -105,6 +111,7 @@ void mtft_trainer_free(mtft_trainer *tr) {
     mtft__free(tr->gsum);
     mtft__free(tr->lora_targets);
     mtft__free(tr->log_path);
+    mtft__free(tr->ckpt_dir);
     mtft__free(tr);
 }
 
@@ -1006,6 +1013,8 @@ int mtft_trainer_run(mtft_trainer *tr) {
                 stop = 1;
             }
         }
+        if (tr->o.save_every > 0 && tr->step % tr->o.save_every == 0 && (rc = mtft_trainer__save_periodic(tr)) < 0)
+            break;
         const double el = mtft_trainer__now() - tr->run_t0 - tr->eval_seconds;
         if (tr->o.max_seconds > 0 && tr->train_seconds + el >= tr->o.max_seconds) {
             mtft__log(MTFT_LOG_INFO, "trainer: time budget of %.0f s reached at step %lld", tr->o.max_seconds,

@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -137,7 +138,7 @@ static int write_file_atomic(const char *path, const void *data, size_t n) {
 }
 
 /* Remove a directory tree of plain files and directories. */
-static void rm_tree(const char *path) {
+void mtft_trainer__rm_tree(const char *path) {
     DIR *d = opendir(path);
     if (!d) {
         unlink(path);
@@ -150,7 +151,7 @@ static void rm_tree(const char *path) {
         snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
         struct stat st;
         if (lstat(sub, &st) == 0 && S_ISDIR(st.st_mode))
-            rm_tree(sub);
+            mtft_trainer__rm_tree(sub);
         else
             unlink(sub);
     }
@@ -280,7 +281,7 @@ int mtft_trainer_save(mtft_trainer *tr, const char *dir) {
     char tmp[4096], old[4096], path[4200];
     snprintf(tmp, sizeof tmp, "%s.tmp", dir);
     snprintf(old, sizeof old, "%s.old", dir);
-    rm_tree(tmp);
+    mtft_trainer__rm_tree(tmp);
     if (mkdir(tmp, 0777) != 0) return mtft__err(MTFT_EIO, "checkpoint: cannot create '%s': %s", tmp, strerror(errno));
     snprintf(path, sizeof path, "%s/trainable.safetensors", tmp);
     if ((rc = save_weights(tr, path)) < 0) goto fail;
@@ -303,7 +304,7 @@ int mtft_trainer_save(mtft_trainer *tr, const char *dir) {
     snprintf(path, sizeof path, "%s/trainer.json", tmp);
     if ((rc = save_sidecar(tr, path)) < 0) goto fail;
     fsync_dir(tmp);
-    rm_tree(old);
+    mtft_trainer__rm_tree(old);
     struct stat st;
     if (stat(dir, &st) == 0 && rename(dir, old) != 0) {
         rc = mtft__err(MTFT_EIO, "checkpoint: cannot move the previous '%s' aside: %s", dir, strerror(errno));
@@ -314,11 +315,11 @@ int mtft_trainer_save(mtft_trainer *tr, const char *dir) {
         rename(old, dir);
         goto fail;
     }
-    rm_tree(old);
+    mtft_trainer__rm_tree(old);
     return MTFT_OK;
 fail:
     mtft__err_prefix("trainer: saving checkpoint '%s'", dir);
-    rm_tree(tmp);
+    mtft_trainer__rm_tree(tmp);
     return rc;
 }
 
@@ -434,4 +435,45 @@ done:
     mtft__free(data);
     if (rc < 0) mtft__err_prefix("trainer: loading checkpoint '%s'", dir);
     return rc;
+}
+
+/* ---- periodic checkpoints ------------------------------------------------------------- */
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+int mtft_trainer__save_periodic(mtft_trainer *tr) {
+    const char *root = tr->o.ckpt_dir;
+    if (mkdir(root, 0777) != 0 && errno != EEXIST)
+        return mtft__err(MTFT_EIO, "checkpoint: cannot create '%s': %s", root, strerror(errno));
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s/step-%08lld", root, (long long)tr->step);
+    int rc = mtft_trainer_save(tr, dir);
+    if (rc < 0 || tr->o.keep_last <= 0) return rc;
+    DIR *d = opendir(root);
+    if (!d) return MTFT_OK;
+    char **names = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        const char *nm = e->d_name;
+        if (strncmp(nm, "step-", 5) != 0 || strlen(nm) != 13 || strchr(nm, '.')) continue;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 16;
+            char **n2 = mtft__realloc(names, cap * sizeof *n2);
+            if (!n2) break;
+            names = n2;
+        }
+        names[n] = mtft__strdup(nm);
+        if (names[n]) n++;
+    }
+    closedir(d);
+    if (n > 1) qsort(names, n, sizeof *names, cmp_str);
+    for (size_t i = 0; i + (size_t)tr->o.keep_last < n; i++) {
+        char old[4200];
+        snprintf(old, sizeof old, "%s/%s", root, names[i]);
+        mtft_trainer__rm_tree(old);
+    }
+    for (size_t i = 0; i < n; i++) mtft__free(names[i]);
+    mtft__free(names);
+    return MTFT_OK;
 }

@@ -20,7 +20,7 @@ typedef struct mtft_trainer_res {
 
 struct mtft_trainer {
     mtft_trainer_options o;
-    char *lora_targets, *log_path;
+    char *lora_targets, *log_path, *ckpt_dir;
     mtft_model *m;
     int n_tasks, cap;
     mtft_task **tasks;
@@ -71,6 +71,9 @@ struct mtft_trainer {
 };
 
 int mtft_trainer__prepare(mtft_trainer *tr);
+void mtft_trainer__rm_tree(const char *path);
+/* Save ckpt_dir/step-NNNNNNNN and drop all but the newest keep_last. */
+int mtft_trainer__save_periodic(mtft_trainer *tr);
 double mtft_trainer__now(void);
 
 #endif
