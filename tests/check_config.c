@@ -12,10 +12,7 @@
 #include "mtft/config.h"
 #include "mtft_test.h"
 
-const mtft_cfg_section *mtft_cfg__task_section(void);
-const mtft_cfg_section *mtft_cfg__data_section(void);
-size_t mtft_cfg__data_struct_size(void);
-void mtft_cfg__init_data(void *p);
+const char *const *mtft_cfg__balance_names(void);
 
 static int load_str(mtft_config **cfg, const char *yaml) {
     return mtft_config_load_string(cfg, yaml, strlen(yaml), "run.yaml", "/base");
@@ -138,7 +135,8 @@ START_TEST(test_config_errors) {
                "pad_to_multiple");
     /* unknown section */
     expect_err("taks: []\n", MTFT_ENOTFOUND, "run.yaml:1:1: taks: unknown section 'taks'", "did you mean 'tasks'");
-    expect_err("model: {}\n", MTFT_ENOTFOUND, "unknown section 'model'", "knows: tasks, data");
+    expect_err("modle: {}\n", MTFT_ENOTFOUND, "run.yaml:1:1: modle: unknown section 'modle'", "did you mean 'model'");
+    expect_err("zzzzzzzzzz: {}\n", MTFT_ENOTFOUND, "valid sections: tasks, data, model, tokenizer, lora,", "pretrain");
     /* ranges */
     expect_err("data:\n  batch_size: 0\n", MTFT_ERANGE, "run.yaml:2:15: data.batch_size: value 0 is outside [1, 1048576]",
                NULL);
@@ -211,6 +209,7 @@ static int key_size(const mtft_cfg_key *k) {
     case MTFT_CK_ENUM:
     case MTFT_CK_FLOAT: return 4;
     case MTFT_CK_U64:
+    case MTFT_CK_INT64:
     case MTFT_CK_DOUBLE: return 8;
     default: return 0;
     }
@@ -221,7 +220,7 @@ static int check_defaults(const mtft_cfg_section *sec, const void *init, size_t 
     for (int i = 0; i < sec->n_keys; i++) {
         const mtft_cfg_key *k = &sec->keys[i];
         if (k->kind == MTFT_CK_SECTION) {
-            checked += check_defaults(k->sub, init, size);
+            checked += check_defaults(k->sub, (const char *)init + k->offset, size - k->offset);
             continue;
         }
         if (k->flags & MTFT_CFG_DESCRIBED) continue; /* described in words */
@@ -252,7 +251,8 @@ static int check_defaults(const mtft_cfg_section *sec, const void *init, size_t 
             }
         } else {
             /* no default: the INIT value is NULL / empty */
-            if (k->kind == MTFT_CK_STRING || k->kind == MTFT_CK_PATH || k->kind == MTFT_CK_STRLIST)
+            if (k->kind == MTFT_CK_STRING || k->kind == MTFT_CK_PATH || k->kind == MTFT_CK_STRLIST ||
+                k->kind == MTFT_CK_PATHLIST || k->kind == MTFT_CK_FLOATLIST || k->kind == MTFT_CK_DOUBLELIST)
                 ck_assert_msg(*(const void *const *)((const char *)init + k->offset) == NULL,
                               "key '%s' documents no default but _INIT sets one", k->name);
             else
@@ -267,15 +267,30 @@ static int check_defaults(const mtft_cfg_section *sec, const void *init, size_t 
 }
 
 START_TEST(test_config_defaults_match_init) {
-    mtft_task_options t = MTFT_TASK_OPTIONS_INIT;
+    mtft_cfg_task t;
+    mtft_cfg__init_task(&t);
     int n = check_defaults(mtft_cfg__task_section(), &t, sizeof t);
-    ck_assert_int_ge(n, 10);
-    size_t sz = mtft_cfg__data_struct_size();
-    void *d = malloc(sz);
-    mtft_cfg__init_data(d);
-    n = check_defaults(mtft_cfg__data_section(), d, sz);
-    ck_assert_int_eq(n, 13);
-    free(d);
+    ck_assert_int_ge(n, 15); /* task keys and the head's non-derived keys */
+    /* every run section against the _INIT macros of the structs it fills */
+    mtft_cfg_run *r = malloc(sizeof *r);
+    mtft_cfg__init_run(r);
+    int n_roots = 0, total = 0;
+    const mtft_cfg_root *roots = mtft_cfg__roots(&n_roots);
+    ck_assert_int_eq(n_roots, 15);
+    for (int i = 0; i < n_roots; i++) {
+        int c = check_defaults(roots[i].sec, r, sizeof *r);
+        ck_assert_msg(c > 0 || !strcmp(roots[i].name, "tokenizer"), "section %s checked no key", roots[i].name);
+        total += c;
+    }
+    ck_assert_int_ge(total, 140);
+    free(r);
+    /* balancer method names are the balance module's own */
+    const char *const *names = mtft_cfg__balance_names();
+    for (int m = 0; m < MTFT_BALANCE_METHOD_COUNT; m++) {
+        ck_assert_ptr_nonnull(names[m]);
+        ck_assert_str_eq(names[m], mtft_balance_method_name((mtft_balance_method)m));
+    }
+    ck_assert_ptr_null(names[MTFT_BALANCE_METHOD_COUNT]);
 }
 END_TEST
 
@@ -365,6 +380,289 @@ START_TEST(test_config_example_all_tasks) {
 }
 END_TEST
 
+
+/* Every section of a whole-run file lands in the right struct field. */
+START_TEST(test_config_whole_run) {
+    char path[512], dir[512], want[700];
+    mtft_test_path(path, sizeof path, "tests/fixtures/config/full_run.yaml");
+    mtft_test_path(dir, sizeof dir, "tests/fixtures/config");
+    mtft_config *cfg = NULL;
+    ck_assert_msg(mtft_config_load_file(&cfg, path) == MTFT_OK, "%s", mtft_error_last()->message);
+    const char *secs[] = {"tasks", "data", "model", "tokenizer", "lora", "adapter", "heads", "sampler",
+                          "balancer", "optimizer", "schedule", "eval", "checkpoint", "output", "train"};
+    for (size_t i = 0; i < sizeof secs / sizeof secs[0]; i++)
+        ck_assert_msg(mtft_config_has_section(cfg, secs[i]) == 1, "section %s", secs[i]);
+    ck_assert_int_eq(mtft_config_has_section(cfg, "pretrain"), 0);
+    ck_assert_int_eq(mtft_config_has_section(cfg, "nonsense"), 0);
+    /* model */
+    const mtft_model_config *m = mtft_config_model(cfg);
+    ck_assert_int_eq(m->version, MTFT_MODEL_CONFIG_VERSION);
+    ck_assert_int_eq(m->arch, MTFT_ARCH_GPT2);
+    ck_assert_int_eq(m->n_ctx, 256);
+    ck_assert_int_eq(m->n_embd, 128);
+    ck_assert_int_eq(m->n_layer, 2);
+    ck_assert_int_eq(m->n_head, 4);
+    ck_assert_int_eq(m->n_kv_head, 4);  /* derived: n_head */
+    ck_assert_int_eq(m->n_ff, 512);     /* derived: 4 * n_embd */
+    ck_assert_int_eq(m->vocab_size, 50257);
+    ck_assert_float_eq(m->resid_pdrop, 0.1f);
+    /* paths, relative to the file */
+    const mtft_run_options *ro = mtft_config_run(cfg);
+    snprintf(want, sizeof want, "%s/models/tiny", dir);
+    ck_assert_str_eq(ro->base_model, want);
+    snprintf(want, sizeof want, "%s/tok/merges.txt", dir);
+    ck_assert_str_eq(ro->tokenizer_merges, want);
+    ck_assert_ptr_null(ro->tokenizer_json);
+    snprintf(want, sizeof want, "%s/out/ckpt", dir);
+    ck_assert_str_eq(ro->checkpoint_dir, want);
+    snprintf(want, sizeof want, "%s/out/metrics.html", dir);
+    ck_assert_str_eq(ro->report_path, want); /* derived from the log */
+    ck_assert_int_eq(ro->threads, 2);
+    ck_assert_int_eq(ro->test_max_examples, 500);
+    ck_assert_ptr_nonnull(strstr(ro->baselines, "/baselines.json"));
+    /* lora + adapter */
+    const mtft_lora_options *lo = mtft_config_lora(cfg);
+    ck_assert_int_eq(lo->rank, 4);
+    ck_assert_float_eq(lo->alpha, 8.0f);
+    ck_assert_float_eq(lo->dropout, 0.05f);
+    ck_assert_str_eq(lo->target_modules, "attn.c_attn|mlp.c_fc");
+    ck_assert_str_eq(lo->layers, "0-1");
+    ck_assert_uint_eq(lo->seed, 7);
+    const mtft_adapter_options *ad = mtft_config_adapter(cfg);
+    ck_assert_int_eq(ad->placement, MTFT_ADAPTER_PFEIFFER);
+    ck_assert_int_eq(ad->reduction_factor, 8);
+    ck_assert_int_eq(ad->act, MTFT_PEFT_ACT_GELU);
+    ck_assert_float_eq(ad->down_std, 0.02f);
+    /* trainer: lora:, heads:, optimizer:, schedule:, eval:, output:, train: */
+    const mtft_trainer_options *t = mtft_config_trainer(cfg);
+    ck_assert_int_eq(t->version, MTFT_TRAINER_OPTIONS_VERSION);
+    ck_assert_int_eq(t->lora_rank, 4);
+    ck_assert_float_eq(t->lora_alpha, 8.0f);
+    ck_assert_str_eq(t->lora_targets, "attn.c_attn|mlp.c_fc");
+    ck_assert_int_eq(t->shared_lora_rank, 2);
+    ck_assert_int_eq(t->head_hidden, 16);
+    ck_assert_int_eq(t->head_pool, MTFT_POOL_FIRST);
+    ck_assert_float_eq(t->lr, 3e-4f);
+    ck_assert_float_eq(t->weight_decay, 0.05f);
+    ck_assert_float_eq(t->beta1, 0.9f);
+    ck_assert_float_eq(t->beta2, 0.98f);
+    ck_assert_float_eq(t->grad_clip, 0.5f);
+    ck_assert_int_eq(t->schedule, MTFT_LR_COSINE);
+    ck_assert_int_eq(t->warmup_steps, 20);
+    ck_assert_float_eq(t->min_lr_ratio, 0.1f);
+    ck_assert_int_eq(t->eval_every, 50);
+    ck_assert_int_eq(t->eval_max_examples, 100);
+    ck_assert_int_eq(t->eval_batch_size, 64);
+    ck_assert_int_eq(t->early_stop_patience, 3);
+    ck_assert_int_eq(t->print_every, 10);
+    ck_assert_str_eq(t->log_path, ro->log_path);
+    ck_assert_uint_eq(t->seed, 3);
+    ck_assert_int_eq(t->max_steps, 200);
+    ck_assert_int_eq(t->batch_size, 24);
+    ck_assert_int_eq(t->train_base, 1);
+    ck_assert_int_eq(t->max_len, 96); /* derived: data.max_len */
+    ck_assert_int_eq(t->truncation, MTFT_TRUNCATE_LEFT);
+    ck_assert_ptr_null(t->progress);
+    /* sampler + balancer inside the trainer options */
+    const mtft_sampler_options *so = mtft_config_sampler(cfg);
+    ck_assert_ptr_eq(so, &t->sampler);
+    ck_assert_int_eq(so->start.strategy, MTFT_SAMPLER_WEIGHTS);
+    ck_assert_double_eq(so->start.weights[1], 2.0);
+    ck_assert_int_eq(so->anneal_steps, 50);
+    ck_assert_int_eq(so->end.strategy, MTFT_SAMPLER_TEMPERATURE);
+    ck_assert_double_eq(so->end.temperature, 3.0);
+    ck_assert_ptr_null(so->end.weights);
+    ck_assert_int_eq(so->batch_mode, MTFT_SAMPLER_SINGLE_TASK);
+    ck_assert_int_eq(so->epoch_policy, MTFT_SAMPLER_STOP);
+    ck_assert_uint_eq(so->seed, 11);
+    const mtft_balancer_options *bo = mtft_config_balancer(cfg);
+    ck_assert_int_eq(bo->method, MTFT_BALANCE_PCGRAD);
+    ck_assert_uint_eq(bo->seed, 5);
+    ck_assert_float_eq(bo->static_weights[2], 2.0f);
+    ck_assert_float_eq(bo->dwa_temperature, 2.0f);
+    /* optim.h structs follow the trainer's values */
+    const mtft_adamw_options *aw = mtft_config_adamw(cfg);
+    ck_assert_float_eq(aw->lr, 3e-4f);
+    ck_assert_float_eq(aw->beta2, 0.98f);
+    ck_assert_float_eq(aw->weight_decay, 0.05f);
+    ck_assert_int_eq(aw->decay_1d, 1);
+    const mtft_schedule_options *sc = mtft_config_schedule(cfg);
+    ck_assert_int_eq(sc->kind, MTFT_SCHEDULE_COSINE);
+    ck_assert_int_eq(sc->warmup_steps, 20);
+    ck_assert_int_eq(sc->total_steps, 200);
+    ck_assert_double_eq_tol(sc->min_lr_ratio, 0.1, 1e-7);
+    /* heads per task */
+    const mtft_head_options *h0 = mtft_config_task_head(cfg, 0), *h1 = mtft_config_task_head(cfg, 1);
+    ck_assert_ptr_null(mtft_config_task_head(cfg, 2)); /* no head: entry */
+    ck_assert_ptr_null(mtft_config_task_head(cfg, 3));
+    ck_assert_int_eq(h0->kind, MTFT_HEAD_CLASSIFICATION);
+    ck_assert_str_eq(h0->name, "sent");
+    ck_assert_int_eq(h0->n_labels, 2);
+    ck_assert_int_eq(h0->pool, MTFT_POOL_MEAN);
+    ck_assert_int_eq(h0->hidden_size, 32);
+    ck_assert_float_eq(h0->label_smoothing, 0.1f);
+    ck_assert_int_eq(h1->kind, MTFT_HEAD_REGRESSION);
+    ck_assert_int_eq(h1->n_labels, 1);
+    ck_assert_int_eq(h1->pool, MTFT_POOL_FIRST); /* from heads: */
+    ck_assert_int_eq(h1->hidden_size, 16);
+    ck_assert_int_eq(h1->loss, MTFT_HEAD_LOSS_HUBER);
+    ck_assert_float_eq(h1->huber_delta, 0.5f);
+    ck_assert_int_eq(h1->standardize, 1);
+    mtft_head_options ho;
+    ck_assert_int_eq(mtft_config_task_head_for(cfg, 2, NULL, &ho), 0);
+    ck_assert_int_eq(mtft_config_task_head_for(cfg, 1, NULL, &ho), 1);
+    ck_assert_int_eq(ho.kind, MTFT_HEAD_REGRESSION);
+    ck_assert_int_eq(mtft_config_task_head_for(cfg, 9, NULL, &ho), MTFT_ERANGE);
+    /* pretrain: not given, so its _INIT values */
+    const mtft_pretrain_options *po = mtft_config_pretrain(cfg);
+    ck_assert_int_eq(po->max_steps, 1000);
+    ck_assert_int_eq(po->seq_len, 128);
+    int nt = -1;
+    ck_assert_ptr_null(mtft_config_pretrain_texts(cfg, &nt));
+    ck_assert_int_eq(nt, 0);
+    mtft_config_free(cfg);
+}
+END_TEST
+
+/* The flat train: and pretrain: keys of the first configs (the quickstart). */
+START_TEST(test_config_legacy_train) {
+    char path[512];
+    mtft_test_path(path, sizeof path, "examples/configs/quickstart.yaml");
+    mtft_config *cfg = NULL;
+    ck_assert_msg(mtft_config_load_file(&cfg, path) == MTFT_OK, "%s", mtft_error_last()->message);
+    const mtft_trainer_options *t = mtft_config_trainer(cfg);
+    ck_assert_int_eq(t->max_steps, 600);
+    ck_assert_double_eq(t->max_seconds, 240.0);
+    ck_assert_int_eq(t->batch_size, 32);
+    ck_assert_int_eq(t->max_len, 64);
+    ck_assert_float_eq(t->lr, 0.002f);
+    ck_assert_int_eq(t->warmup_steps, 30);
+    ck_assert_int_eq(t->schedule, MTFT_LR_LINEAR);
+    ck_assert_int_eq(t->train_base, 1);
+    ck_assert_float_eq(t->base_lr_scale, 0.25f);
+    ck_assert_int_eq(t->lora_rank, 8);
+    ck_assert_float_eq(t->lora_alpha, 16.0f);
+    ck_assert_ptr_null(t->lora_targets);
+    ck_assert_int_eq(t->head_pool, MTFT_POOL_MEAN);
+    ck_assert_int_eq(t->sampler.start.strategy, MTFT_SAMPLER_TEMPERATURE);
+    ck_assert_double_eq(t->sampler.start.temperature, 2.0);
+    ck_assert_int_eq(t->balancer.method, MTFT_BALANCE_DWA);
+    ck_assert_int_eq(t->eval_every, 100);
+    ck_assert_int_eq(t->eval_max_examples, 300);
+    ck_assert_int_eq(t->print_every, 20);
+    const mtft_run_options *ro = mtft_config_run(cfg);
+    ck_assert_ptr_nonnull(strstr(ro->base_model, "/out/quickstart/base"));
+    ck_assert_ptr_nonnull(strstr(ro->tokenizer_vocab, "/out/quickstart/base/vocab.json"));
+    ck_assert_ptr_nonnull(strstr(ro->checkpoint_dir, "/out/quickstart/checkpoint"));
+    ck_assert_ptr_nonnull(strstr(ro->baselines, "/data/baselines.json"));
+    ck_assert_ptr_nonnull(strstr(ro->report_path, "/out/quickstart/metrics.html"));
+    ck_assert_int_eq(mtft_config_has_section(cfg, "pretrain"), 1);
+    int n = 0;
+    const char *const *texts = mtft_config_pretrain_texts(cfg, &n);
+    ck_assert_int_eq(n, 2);
+    ck_assert_ptr_nonnull(strstr(texts[1], "/data/pretrain/en_devils_dictionary.txt"));
+    const mtft_model_config *m = mtft_config_model(cfg);
+    ck_assert_int_eq(m->vocab_size, 4096);
+    ck_assert_int_eq(m->n_layer, 4);
+    ck_assert_int_eq(m->n_embd, 192);
+    ck_assert_int_eq(m->n_head, 6);
+    ck_assert_int_eq(m->n_ctx, 128);
+    ck_assert_int_eq(m->n_ff, 768);
+    const mtft_pretrain_options *p = mtft_config_pretrain(cfg);
+    ck_assert_int_eq(p->max_steps, 300);
+    ck_assert_int_eq(p->batch_size, 16);
+    ck_assert_int_eq(p->seq_len, 128); /* derived: n_ctx */
+    ck_assert_float_eq(p->lr, 0.002f);
+    ck_assert_int_eq(p->print_every, 25);
+    ck_assert_int_eq(mtft_config_n_tasks(cfg), 6);
+    mtft_config_free(cfg);
+}
+END_TEST
+
+/* Each error kind in several sections, with file:line:col and key path. */
+START_TEST(test_config_run_errors) {
+    /* unknown keys, nearest key suggested */
+    expect_err("optimizer:\n  lrr: 0.1\n", MTFT_ENOTFOUND, "run.yaml:2:3: optimizer.lrr: unknown key 'lrr'",
+               "(did you mean 'lr'?)");
+    expect_err("balancer:\n  metod: dwa\n", MTFT_ENOTFOUND, "run.yaml:2:3: balancer.metod", "did you mean 'method'");
+    expect_err("sampler:\n  end: {strategy: uniform, temprature: 2}\n", MTFT_ENOTFOUND,
+               "run.yaml:2:28: sampler.end.temprature", "did you mean 'temperature'");
+    expect_err("tasks:\n  - name: a\n    files: {train: a.jsonl}\n    head: {pol: mean}\n", MTFT_ENOTFOUND,
+               "run.yaml:4:12: tasks[0].head.pol: unknown key 'pol'", "did you mean 'pool'");
+    expect_err("train:\n  lora_rnak: 4\n", MTFT_ENOTFOUND, "run.yaml:2:3: train.lora_rnak", "did you mean 'lora_rank'");
+    /* out of range */
+    expect_err("optimizer:\n  beta1: 1\n", MTFT_ERANGE, "run.yaml:2:10: optimizer.beta1: value 1 is outside [0, 1)",
+               NULL);
+    expect_err("lora:\n  rank: 0\n", MTFT_ERANGE, "run.yaml:2:9: lora.rank: value 0 is outside [1, 4096]", NULL);
+    expect_err("model:\n  n_layer: 5000\n", MTFT_ERANGE, "model.n_layer: value 5000 is outside [1, 1024]", NULL);
+    expect_err("tasks:\n  - name: a\n    files: {train: a.jsonl}\n    head:\n      dropout: 1.5\n", MTFT_ERANGE,
+               "run.yaml:5:16: tasks[0].head.dropout: value 1.5 is outside [0, 1)", NULL);
+    expect_err("balancer:\n  static_weights: [1, -2]\n", MTFT_ERANGE,
+               "run.yaml:2:23: balancer.static_weights[1]: value -2 is outside", NULL);
+    expect_err("train:\n  steps: 0\n", MTFT_ERANGE, "train.steps: value 0 is outside [1, ", NULL);
+    /* wrong type */
+    expect_err("train:\n  steps: many\n", MTFT_EFORMAT, "run.yaml:2:10: train.steps: expected an integer, got 'many'",
+               NULL);
+    expect_err("schedule:\n  warmup_steps: 1.5\n", MTFT_EFORMAT, "schedule.warmup_steps: expected an integer", NULL);
+    expect_err("model:\n  causal: yes\n", MTFT_EFORMAT, "run.yaml:2:11: model.causal: expected true or false", NULL);
+    expect_err("pretrain:\n  texts: a.txt\n", MTFT_EFORMAT,
+               "run.yaml:2:10: pretrain.texts: expected a list of paths, got a scalar", NULL);
+    expect_err("sampler:\n  weights: [1, x]\n", MTFT_EFORMAT,
+               "run.yaml:2:16: sampler.weights[1]: expected a finite number, got 'x'", NULL);
+    expect_err("lora: 4\n", MTFT_EFORMAT, "run.yaml:1:7: lora: expected a mapping of lora keys, got a scalar", NULL);
+    /* unknown enum values list the valid ones */
+    expect_err("balancer:\n  method: pcgard\n", MTFT_EINVAL, "run.yaml:2:11: balancer.method: unknown value 'pcgard'",
+               "(expected one of: equal, static, uncertainty, dwa, rlw, gls, famo, mftcoder_token");
+    expect_err("schedule:\n  type: step\n", MTFT_EINVAL, "schedule.type: unknown value 'step'",
+               "(expected one of: constant, linear, cosine)");
+    expect_err("tasks:\n  - name: a\n    files: {train: a.jsonl}\n  - name: b\n    files: {train: b.jsonl}\n"
+               "  - name: c\n    files: {train: c.jsonl}\n    head: {type: ner2}\n",
+               MTFT_EINVAL, "run.yaml:8:18: tasks[2].head.type: unknown value 'ner2'",
+               "(expected one of: classification, multilabel, regression, token_classification, lm)");
+    expect_err("train:\n  head_pool: max\n", MTFT_EINVAL, "train.head_pool: unknown value 'max'",
+               "(expected one of: mean, last, first)");
+    /* missing required keys */
+    expect_err("pretrain:\n  steps: 10\n", MTFT_EINVAL, "run.yaml:2:3: pretrain: missing required key 'texts'", NULL);
+    /* the same option given twice */
+    expect_err("train:\n  lr: 0.1\noptimizer:\n  lr: 0.2\n", MTFT_EINVAL,
+               "run.yaml:4:7: optimizer.lr: sets the same option as train.lr (line 2); give it once", NULL);
+    expect_err("model: {base: a}\ntrain: {base: b}\n", MTFT_EINVAL, "train.base: sets the same option as model.base",
+               NULL);
+    expect_err("lora: {rank: 4}\ntrain: {lora_rank: 8}\n", MTFT_EINVAL,
+               "run.yaml:2:20: train.lora_rank: the per-task LoRA is set by the lora: section", NULL);
+    /* cross-key checks, located at the key that breaks them */
+    expect_err("tasks:\n  - name: a\n    type: regression\n    files: {train: a.jsonl}\n    head: {type: lm}\n",
+               MTFT_EINVAL, "run.yaml:5:18: tasks[0].head.type: head type 'lm' does not suit a regression task "
+                            "(expected regression)", NULL);
+    expect_err("tasks:\n  - name: g\n    type: generation\n    files: {train: a.jsonl}\n    head: {hidden_size: 8}\n",
+               MTFT_EINVAL, "tasks[0].head.hidden_size: an lm head has no hidden layer", NULL);
+    expect_err("sampler:\n  strategy: capped\n", MTFT_EINVAL, "run.yaml:2:13: sampler.strategy: strategy capped needs sampler.cap > 0",
+               NULL);
+    expect_err("tasks:\n  - name: a\n    files: {train: a.jsonl}\nsampler:\n  strategy: weights\n  weights: [1, 2]\n",
+               MTFT_EINVAL, "run.yaml:6:12: sampler.weights: 2 weights for 1 tasks", NULL);
+    expect_err("balancer:\n  method: cagrad\n", MTFT_EINVAL,
+               "run.yaml:2:11: balancer.method: a gradient-level balancer needs a shared LoRA", NULL);
+    expect_err("model:\n  n_embd: 100\n  n_head: 3\n", MTFT_EINVAL, "run.yaml:3:11: model.n_head: n_head 3 does not divide n_embd 100",
+               NULL);
+    expect_err("tokenizer:\n  vocab: v.json\n", MTFT_EINVAL, "tokenizer.vocab: tokenizer.vocab and tokenizer.merges go together",
+               NULL);
+    expect_err("pretrain:\n  texts: [a.txt]\n  n_ctx: 64\n  seq_len: 65\n", MTFT_ERANGE,
+               "run.yaml:4:12: pretrain.seq_len: seq_len 65 exceeds n_ctx 64", NULL);
+    /* a good gradient-level setup passes */
+    mtft_config *cfg = NULL;
+    ck_assert_int_eq(load_str(&cfg, "lora: {shared_rank: 4}\nbalancer: {method: cagrad, cagrad_c: 0.4}\n"), MTFT_OK);
+    ck_assert_int_eq(mtft_config_trainer(cfg)->shared_lora_rank, 4);
+    ck_assert_float_eq(mtft_config_balancer(cfg)->cagrad_c, 0.4f);
+    /* lora: with shared_rank alone leaves the per-task LoRA to the trainer's values */
+    ck_assert_float_eq(mtft_config_trainer(cfg)->lora_alpha, 16.0f);
+    mtft_config_free(cfg);
+    ck_assert_int_eq(load_str(&cfg, "lora: {dropout: 0.1}\n"), MTFT_OK);
+    ck_assert_float_eq(mtft_config_trainer(cfg)->lora_alpha, 8.0f); /* lora.alpha's default */
+    ck_assert_str_eq(mtft_config_trainer(cfg)->lora_targets, "attn.c_attn");
+    mtft_config_free(cfg);
+}
+END_TEST
+
 /* A config-built task loads real data (fixtures) through the data API. */
 START_TEST(test_config_to_task) {
     char e[512], v[512], base[512];
@@ -438,6 +736,9 @@ Suite *mtft_test_config_suite(void) {
     tcase_add_test(tc, test_config_docs_agree);
     tcase_add_test(tc, test_config_example_all_tasks);
     tcase_add_test(tc, test_config_to_task);
+    tcase_add_test(tc, test_config_whole_run);
+    tcase_add_test(tc, test_config_legacy_train);
+    tcase_add_test(tc, test_config_run_errors);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1,5 +1,6 @@
-/* Config sections: the schema tables of tasks: and data:, the root table,
- * and the public mtft_config API. */
+/* Config: the schema table of tasks: (with each task's head:), the root
+ * walk over every section, and the public mtft_config API. The other
+ * sections' tables are in sections.c. */
 #include <stdio.h>
 #include <string.h>
 
@@ -15,9 +16,8 @@
 static const char *const k_task_types[] = {"classification", "multilabel", "regression", "tagging", "generation", NULL};
 static const char *const k_formats[] = {"auto", "jsonl", "csv", "tsv", NULL};
 static const char *const k_on_bad[] = {"error", "skip", NULL};
-static const char *const k_truncation[] = {"right", "left", NULL};
 
-#define TO(f) offsetof(mtft_task_options, f)
+#define TO(f) offsetof(mtft_cfg_task, task.f)
 
 static const mtft_cfg_key k_files_keys[] = {
     {"train", MTFT_CK_PATH, TO(train_file), 0, "", MTFT_CFG_REQUIRED, 0, 0, NULL, NULL,
@@ -57,6 +57,38 @@ static const mtft_cfg_key k_fields_keys[] = {
 static const mtft_cfg_section k_fields = {"fields", k_fields_keys, N_KEYS(k_fields_keys),
                                           "Which record fields hold what."};
 
+/* tasks[].head: offsets into mtft_head_options */
+static const char *const k_head_kinds[] = {"classification", "multilabel", "regression", "token_classification", "lm",
+                                           NULL};
+static const char *const k_head_pool[] = {"mean", "last", "first", NULL};
+static const char *const k_head_act[] = {"tanh", "gelu", "gelu_tanh", "relu", NULL};
+static const char *const k_head_loss[] = {"mse", "huber", NULL};
+
+#define HO(f) offsetof(mtft_head_options, f)
+static const mtft_cfg_key k_head_keys[] = {
+    {"type", MTFT_CK_ENUM, HO(kind), 0, "from the task type", DESCRIBED, 0, 0, k_head_kinds, NULL,
+     "Head kind; must suit the task type (classification, multilabel, regression, token_classification for "
+     "tagging, lm for generation)."},
+    {"pool", MTFT_CK_ENUM, HO(pool), 0, "heads.pool", DESCRIBED, 0, 0, k_head_pool, NULL,
+     "Pooling of sequence-level heads."},
+    {"hidden_size", MTFT_CK_INT, HO(hidden_size), 0, "heads.hidden_size", DESCRIBED | MTFT_CFG_RANGE, 0, 65536, NULL,
+     NULL, "Dense layer + activation before the output; 0: none (not for lm)."},
+    {"activation", MTFT_CK_ENUM, HO(activation), 0, "tanh", 0, 0, 0, k_head_act, NULL,
+     "Activation of the dense layer."},
+    {"dropout", MTFT_CK_FLOAT, HO(dropout), 0, "0", MTFT_CFG_RANGE | MTFT_CFG_MAX_OPEN, 0, 1, NULL, NULL,
+     "Dropout before the output (training only)."},
+    {"label_smoothing", MTFT_CK_FLOAT, HO(label_smoothing), 0, "0", MTFT_CFG_RANGE | MTFT_CFG_MAX_OPEN, 0, 1, NULL,
+     NULL, "Label smoothing (classification, token_classification, lm)."},
+    {"loss", MTFT_CK_ENUM, HO(loss), 0, "mse", 0, 0, 0, k_head_loss, NULL, "Regression loss."},
+    {"huber_delta", MTFT_CK_FLOAT, HO(huber_delta), 0, "1", MTFT_CFG_RANGE, 1e-6, 1e6, NULL, NULL,
+     "Huber loss delta."},
+    {"standardize", MTFT_CK_BOOL, HO(standardize), 0, "true", 0, 0, 0, NULL, NULL,
+     "Regression: train on targets standardised by the training values."},
+    {"threshold", MTFT_CK_FLOAT, HO(threshold), 0, "0.5", MTFT_CFG_RANGE, 0, 1, NULL, NULL,
+     "Multilabel: a label is on when its probability is >= threshold."},
+};
+static const mtft_cfg_section k_head = {"head", k_head_keys, N_KEYS(k_head_keys), "The task's head."};
+
 static const mtft_cfg_key k_task_keys[] = {
     {"name", MTFT_CK_STRING, TO(name), 0, "", MTFT_CFG_REQUIRED, 0, 0, NULL, NULL,
      "Task name: letters, digits, '_', '-', '.'; unique in the run."},
@@ -74,74 +106,31 @@ static const mtft_cfg_key k_task_keys[] = {
      "Metrics to report; each must suit the task type (see below)."},
     {"on_bad_example", MTFT_CK_ENUM, TO(on_bad_example), 0, "error", 0, 0, 0, k_on_bad, NULL,
      "error: stop at the first bad record; skip: drop it, count it per reason and log the counts."},
+    {"head", MTFT_CK_SECTION, offsetof(mtft_cfg_task, head), 0, "", 0, 0, 0, NULL, &k_head,
+     "This task's head (default: made from the task type with the heads: options)."},
 };
 static const mtft_cfg_section k_task = {"tasks[]", k_task_keys, N_KEYS(k_task_keys), "One task definition."};
 
-/* ---- data: --------------------------------------------------------------------------- */
-
-typedef struct cfg_data {
-    mtft_data_options data;
-    mtft_loader_options loader;
-    mtft_collate_options collate;
-} cfg_data;
-
-#define DO(f) offsetof(cfg_data, f)
-
-static const mtft_cfg_key k_data_keys[] = {
-    {"cache_dir", MTFT_CK_PATH, DO(data.cache_dir), 0, "", MTFT_CFG_NULLABLE, 0, 0, NULL, NULL,
-     "Directory of tokenized caches (created if missing); none: tokenize in memory on every load."},
-    {"eos_token", MTFT_CK_STRING, DO(data.eos_token), 0, "<|endoftext|>", MTFT_CFG_NULLABLE, 0, 0, NULL, NULL,
-     "Token appended to generation targets; null: none."},
-    {"log_progress", MTFT_CK_BOOL, DO(data.log_progress), 0, "true", 0, 0, 0, NULL, NULL,
-     "Log one line per loaded task."},
-    {"batch_size", MTFT_CK_INT, DO(loader.batch_size), 0, "16", MTFT_CFG_RANGE, 1, 1048576, NULL, NULL,
-     "Examples per batch."},
-    {"shuffle", MTFT_CK_BOOL, DO(loader.shuffle), 0, "true", 0, 0, 0, NULL, NULL,
-     "Shuffle the examples every epoch (seeded)."},
-    {"seed", MTFT_CK_U64, DO(loader.seed), 0, "0", 0, 0, 0, NULL, NULL, "Seed of the batch order."},
-    {"bucket_window", MTFT_CK_INT, DO(loader.bucket_window), 0, "0", MTFT_CFG_RANGE, 0, 1048576, NULL, NULL,
-     "Sort by length within windows of this many batches (less padding); 0 or 1: off."},
-    {"drop_last", MTFT_CK_BOOL, DO(loader.drop_last), 0, "false", 0, 0, 0, NULL, NULL,
-     "Drop a last batch smaller than batch_size."},
-    {"max_len", MTFT_CK_INT, DO(collate.max_len), 0, "512", MTFT_CFG_RANGE, 1, 1048576, NULL, NULL,
-     "Longest row in tokens; longer examples are truncated."},
-    {"truncation", MTFT_CK_ENUM, DO(collate.truncation), 0, "right", 0, 0, 0, k_truncation, NULL,
-     "right: keep the first max_len tokens; left: keep the last ones."},
-    {"pad_id", MTFT_CK_INT32, DO(collate.pad_id), 0, "0", MTFT_CFG_RANGE, 0, 2147483647.0, NULL, NULL,
-     "Token id written at padding positions."},
-    {"pack", MTFT_CK_BOOL, DO(collate.pack), 0, "false", 0, 0, 0, NULL, NULL,
-     "Pack several generation examples into each row (segments restart positions)."},
-    {"pad_to_multiple", MTFT_CK_INT, DO(collate.pad_to_multiple), 0, "1", MTFT_CFG_RANGE, 1, 4096, NULL, NULL,
-     "Round the padded length up to a multiple of this."},
-};
-static const mtft_cfg_section k_data = {"data", k_data_keys, N_KEYS(k_data_keys), "Data pipeline options."};
-
 /* ---- root ------------------------------------------------------------------------------ */
+
+#define MAX_ROOTS 32
 
 struct mtft_config {
     mtft_cfg_ctx ctx;
     char *file;
     char *base_dir;
-    mtft_task_options *tasks;
+    mtft_cfg_task *tasks;
     int n_tasks;
-    cfg_data data;
-    unsigned present; /* bit per root entry */
+    mtft_cfg_run run;
+    unsigned present;       /* bit per root entry (bit 0: tasks, bit 1 + r: roots[r]) */
 };
 
-static void init_task(void *p) {
+void mtft_cfg__init_task(mtft_cfg_task *t) {
     mtft_task_options o = MTFT_TASK_OPTIONS_INIT;
-    *(mtft_task_options *)p = o;
-}
-
-static void init_data(void *p) {
-    cfg_data d;
-    mtft_data_options a = MTFT_DATA_OPTIONS_INIT;
-    mtft_loader_options b = MTFT_LOADER_OPTIONS_INIT;
-    mtft_collate_options c = MTFT_COLLATE_OPTIONS_INIT;
-    d.data = a;
-    d.loader = b;
-    d.collate = c;
-    *(cfg_data *)p = d;
+    mtft_head_options h = MTFT_HEAD_OPTIONS_INIT;
+    memset(t, 0, sizeof *t);
+    t->task = o;
+    t->head = h;
 }
 
 static const char *const k_all_metrics[] = {"accuracy", "f1_macro", "f1_micro", "mcc", "exact_match", "hamming",
@@ -159,7 +148,7 @@ static void metric_list(mtft_task_type type, char *buf, size_t cap) {
 /* Cross-key checks of one task: metrics for its type, then everything
  * mtft_task_new() checks, located at the task. */
 static int check_task(mtft_config *cfg, const mtft_cnode *node, int idx, const char *path) {
-    mtft_task_options *o = &cfg->tasks[idx];
+    mtft_task_options *o = &cfg->tasks[idx].task;
     const mtft_cnode *mnode = mtft_cfg__get(node, "metrics");
     for (int i = 0; i < o->n_metrics; i++) {
         if (!mtft_task_metric_valid(o->type, o->metrics[i])) {
@@ -172,7 +161,7 @@ static int check_task(mtft_config *cfg, const mtft_cnode *node, int idx, const c
         }
     }
     for (int j = 0; j < idx; j++)
-        if (!strcmp(cfg->tasks[j].name, o->name)) {
+        if (!strcmp(cfg->tasks[j].task.name, o->name)) {
             char p2[300];
             snprintf(p2, sizeof p2, "%s.name", path);
             return mtft_cfg__errat(&cfg->ctx, mtft_cfg__get(node, "name"), MTFT_EINVAL, p2,
@@ -189,53 +178,107 @@ static int check_task(mtft_config *cfg, const mtft_cnode *node, int idx, const c
     return MTFT_OK;
 }
 
-static const char *const k_root_names[] = {"tasks", "data"};
-enum { ROOT_TASKS = 0, ROOT_DATA = 1, N_ROOT = 2 };
+/* A task's head: entry: kind from the type (a given kind must match), pool
+ * and hidden size from heads:, name and n_labels from the task. */
+static int finish_head(mtft_config *cfg, const mtft_cnode *node, int idx, const char *path) {
+    mtft_cfg_task *t = &cfg->tasks[idx];
+    const mtft_cnode *hn = mtft_cfg__get(node, "head");
+    if (!hn) return MTFT_OK;
+    t->has_head = 1;
+    static const mtft_head_kind by_type[] = {MTFT_HEAD_CLASSIFICATION, MTFT_HEAD_MULTILABEL, MTFT_HEAD_REGRESSION,
+                                             MTFT_HEAD_TOKEN_CLASSIFICATION, MTFT_HEAD_LM};
+    mtft_head_kind want = by_type[t->task.type];
+    const mtft_cfg_written *w = mtft_cfg__where(&cfg->ctx, &t->head.kind);
+    if (w && t->head.kind != want)
+        return mtft_cfg__errat(&cfg->ctx, w->node, MTFT_EINVAL, w->path,
+                               "head type '%s' does not suit a %s task (expected %s)", k_head_kinds[t->head.kind],
+                               mtft_task_type_name(t->task.type), k_head_kinds[want]);
+    t->head.kind = want;
+    if (!mtft_cfg__where(&cfg->ctx, &t->head.pool)) t->head.pool = cfg->run.trainer.head_pool;
+    if (!mtft_cfg__where(&cfg->ctx, &t->head.hidden_size))
+        t->head.hidden_size = want == MTFT_HEAD_LM ? 0 : cfg->run.trainer.head_hidden;
+    w = mtft_cfg__where(&cfg->ctx, &t->head.hidden_size);
+    if (want == MTFT_HEAD_LM && t->head.hidden_size > 0)
+        return mtft_cfg__errat(&cfg->ctx, w ? w->node : hn, MTFT_EINVAL, w ? w->path : path,
+                               "an lm head has no hidden layer (hidden_size must be 0)");
+    t->head.name = t->task.name;
+    switch (want) {
+    case MTFT_HEAD_REGRESSION: t->head.n_labels = 1; break;
+    case MTFT_HEAD_LM: t->head.n_labels = 0; break;
+    default: t->head.n_labels = t->task.n_labels; break;
+    }
+    return MTFT_OK;
+}
+
+static int apply_tasks(mtft_config *cfg, const mtft_cnode *v) {
+    if (mtft_cfg__is_null(v)) return MTFT_OK; /* "tasks:" with nothing: no tasks */
+    if (v->kind != MTFT_CN_SEQ)
+        return mtft_cfg__errat(&cfg->ctx, v, MTFT_EFORMAT, "tasks", "expected a list of tasks, got %s",
+                               mtft_cfg__kind_name(v));
+    if (v->n > 0) {
+        cfg->tasks = mtft__calloc((size_t)v->n, sizeof *cfg->tasks);
+        if (!cfg->tasks) return mtft__err(MTFT_ENOMEM, "config: out of memory");
+    }
+    for (int t = 0; t < v->n; t++) {
+        char path[64];
+        snprintf(path, sizeof path, "tasks[%d]", t);
+        mtft_cfg__init_task(&cfg->tasks[t]);
+        cfg->n_tasks = t + 1;
+        int rc = mtft_cfg__apply(&cfg->ctx, v->items[t], &k_task, &cfg->tasks[t], path);
+        if (!rc) rc = check_task(cfg, v->items[t], t, path);
+        if (rc) return rc;
+    }
+    return MTFT_OK;
+}
 
 static int apply_root(mtft_config *cfg, const mtft_cnode *root) {
+    int n_roots = 0;
+    const mtft_cfg_root *roots = mtft_cfg__roots(&n_roots);
+    const char *names[MAX_ROOTS + 1];
+    names[0] = "tasks";
+    for (int r = 0; r < n_roots && r < MAX_ROOTS; r++) names[r + 1] = roots[r].name;
+    const int n_names = (n_roots < MAX_ROOTS ? n_roots : MAX_ROOTS) + 1;
     if (root->kind != MTFT_CN_MAP)
-        return mtft_cfg__errat(&cfg->ctx, root, MTFT_EFORMAT, "", "expected a mapping of sections (%s, %s), got %s",
-                               k_root_names[0], k_root_names[1], mtft_cfg__kind_name(root));
+        return mtft_cfg__errat(&cfg->ctx, root, MTFT_EFORMAT, "", "expected a mapping of sections (tasks, model, ...), got %s",
+                               mtft_cfg__kind_name(root));
+    const mtft_cnode *tasks_node = NULL;
     for (int i = 0; i < root->n; i++) {
         const char *key = root->keys[i]->value;
         const mtft_cnode *v = root->items[i];
         int which = -1;
-        for (int r = 0; r < N_ROOT; r++)
-            if (!strcmp(key, k_root_names[r])) which = r;
+        for (int r = 0; r < n_names; r++)
+            if (!strcmp(key, names[r])) which = r;
         if (which < 0) {
-            const char *best = mtft_cfg__suggest(key, k_root_names, N_ROOT);
+            const char *best = mtft_cfg__suggest(key, names, n_names);
             if (best)
                 return mtft_cfg__errat(&cfg->ctx, root->keys[i], MTFT_ENOTFOUND, key,
                                        "unknown section '%s' (did you mean '%s'?)", key, best);
+            char list[512];
+            size_t off = 0;
+            list[0] = '\0';
+            for (int r = 0; r < n_names && off < sizeof list; r++)
+                off += (size_t)snprintf(list + off, sizeof list - off, "%s%s", r ? ", " : "", names[r]);
             return mtft_cfg__errat(&cfg->ctx, root->keys[i], MTFT_ENOTFOUND, key,
-                                   "unknown section '%s' (this version knows: tasks, data)", key);
+                                   "unknown section '%s' (valid sections: %s)", key, list);
         }
         cfg->present |= 1u << which;
-        if (which == ROOT_DATA) {
-            if (mtft_cfg__is_null(v)) continue;
-            int rc = mtft_cfg__apply(&cfg->ctx, v, &k_data, &cfg->data, "data");
-            if (rc) return rc;
+        int rc;
+        if (which == 0) {
+            tasks_node = v;
+            rc = apply_tasks(cfg, v);
         } else {
-            if (mtft_cfg__is_null(v)) continue; /* "tasks:" with nothing: no tasks */
-            if (v->kind != MTFT_CN_SEQ)
-                return mtft_cfg__errat(&cfg->ctx, v, MTFT_EFORMAT, "tasks", "expected a list of tasks, got %s",
-                                       mtft_cfg__kind_name(v));
-            if (v->n > 0) {
-                cfg->tasks = mtft__calloc((size_t)v->n, sizeof *cfg->tasks);
-                if (!cfg->tasks) return mtft__err(MTFT_ENOMEM, "config: out of memory");
-            }
-            for (int t = 0; t < v->n; t++) {
-                char path[64];
-                snprintf(path, sizeof path, "tasks[%d]", t);
-                init_task(&cfg->tasks[t]);
-                cfg->n_tasks = t + 1;
-                int rc = mtft_cfg__apply(&cfg->ctx, v->items[t], &k_task, &cfg->tasks[t], path);
-                if (!rc) rc = check_task(cfg, v->items[t], t, path);
-                if (rc) return rc;
-            }
+            if (mtft_cfg__is_null(v)) continue;
+            rc = mtft_cfg__apply(&cfg->ctx, v, roots[which - 1].sec, &cfg->run, key);
         }
+        if (rc) return rc;
     }
-    return MTFT_OK;
+    int rc = mtft_cfg__finish_run(&cfg->ctx, &cfg->run, cfg->n_tasks);
+    for (int t = 0; t < cfg->n_tasks && rc == MTFT_OK; t++) {
+        char path[64];
+        snprintf(path, sizeof path, "tasks[%d]", t);
+        rc = finish_head(cfg, tasks_node->items[t], t, path);
+    }
+    return rc;
 }
 
 int mtft_config_load_string(mtft_config **out, const char *text, size_t len, const char *name, const char *base_dir) {
@@ -246,7 +289,7 @@ int mtft_config_load_string(mtft_config **out, const char *text, size_t len, con
     if (!cfg) return mtft__err(MTFT_ENOMEM, "config: out of memory");
     cfg->file = mtft__strdup(name ? name : "<config>");
     cfg->base_dir = base_dir ? mtft__strdup(base_dir) : NULL;
-    init_data(&cfg->data);
+    mtft_cfg__init_run(&cfg->run);
     if (!cfg->file || (base_dir && !cfg->base_dir)) {
         mtft_config_free(cfg);
         return mtft__err(MTFT_ENOMEM, "config: out of memory");
@@ -257,6 +300,10 @@ int mtft_config_load_string(mtft_config **out, const char *text, size_t len, con
     int rc = mtft_cfg__parse(text ? text : "", len, cfg->file, &root);
     if (rc == MTFT_OK) rc = apply_root(cfg, root);
     mtft_cfg__free(root);
+    /* the records point into the tree: drop them with it */
+    mtft__free(cfg->ctx.written);
+    cfg->ctx.written = NULL;
+    cfg->ctx.n_written = cfg->ctx.cap_written = 0;
     if (rc != MTFT_OK) {
         mtft_config_free(cfg);
         return rc;
@@ -305,84 +352,119 @@ int mtft_config_n_tasks(const mtft_config *cfg) { return cfg ? cfg->n_tasks : 0;
 
 const mtft_task_options *mtft_config_task(const mtft_config *cfg, int i) {
     if (!cfg || i < 0 || i >= cfg->n_tasks) return NULL;
-    return &cfg->tasks[i];
+    return &cfg->tasks[i].task;
 }
 
-const mtft_data_options *mtft_config_data(const mtft_config *cfg) { return cfg ? &cfg->data.data : NULL; }
-const mtft_loader_options *mtft_config_loader(const mtft_config *cfg) { return cfg ? &cfg->data.loader : NULL; }
-const mtft_collate_options *mtft_config_collate(const mtft_config *cfg) { return cfg ? &cfg->data.collate : NULL; }
+const mtft_head_options *mtft_config_task_head(const mtft_config *cfg, int i) {
+    if (!cfg || i < 0 || i >= cfg->n_tasks || !cfg->tasks[i].has_head) return NULL;
+    return &cfg->tasks[i].head;
+}
+
+int mtft_config_task_head_for(const mtft_config *cfg, int i, const mtft_task *task, mtft_head_options *out) {
+    MTFT_CHECK_ARG(cfg != NULL);
+    MTFT_CHECK_ARG(out != NULL);
+    if (i < 0 || i >= cfg->n_tasks)
+        return mtft__err(MTFT_ERANGE, "config: task index %d outside [0, %d)", i, cfg->n_tasks);
+    const mtft_head_options *h = mtft_config_task_head(cfg, i);
+    if (!h) return 0;
+    *out = *h;
+    if (task && h->kind != MTFT_HEAD_REGRESSION && h->kind != MTFT_HEAD_LM) {
+        int n = mtft_task_n_labels(task);
+        if (n < 0) return n;
+        out->n_labels = n;
+    }
+    return 1;
+}
+
+const mtft_data_options *mtft_config_data(const mtft_config *cfg) { return cfg ? &cfg->run.data : NULL; }
+const mtft_loader_options *mtft_config_loader(const mtft_config *cfg) { return cfg ? &cfg->run.loader : NULL; }
+const mtft_collate_options *mtft_config_collate(const mtft_config *cfg) { return cfg ? &cfg->run.collate : NULL; }
+const mtft_model_config *mtft_config_model(const mtft_config *cfg) { return cfg ? &cfg->run.model : NULL; }
+const mtft_run_options *mtft_config_run(const mtft_config *cfg) { return cfg ? &cfg->run.run : NULL; }
+const mtft_lora_options *mtft_config_lora(const mtft_config *cfg) { return cfg ? &cfg->run.lora : NULL; }
+const mtft_adapter_options *mtft_config_adapter(const mtft_config *cfg) { return cfg ? &cfg->run.adapter : NULL; }
+const mtft_trainer_options *mtft_config_trainer(const mtft_config *cfg) { return cfg ? &cfg->run.trainer : NULL; }
+const mtft_sampler_options *mtft_config_sampler(const mtft_config *cfg) {
+    return cfg ? &cfg->run.trainer.sampler : NULL;
+}
+const mtft_balancer_options *mtft_config_balancer(const mtft_config *cfg) {
+    return cfg ? &cfg->run.trainer.balancer : NULL;
+}
+const mtft_adamw_options *mtft_config_adamw(const mtft_config *cfg) { return cfg ? &cfg->run.adamw : NULL; }
+const mtft_schedule_options *mtft_config_schedule(const mtft_config *cfg) { return cfg ? &cfg->run.schedule : NULL; }
+const mtft_pretrain_options *mtft_config_pretrain(const mtft_config *cfg) { return cfg ? &cfg->run.pretrain : NULL; }
+const char *const *mtft_config_pretrain_texts(const mtft_config *cfg, int *n_out) {
+    if (n_out) *n_out = cfg ? cfg->run.n_pretrain_texts : 0;
+    return cfg ? cfg->run.pretrain_texts : NULL;
+}
 
 int mtft_config_has_section(const mtft_config *cfg, const char *name) {
     if (!cfg || !name) return 0;
-    for (int r = 0; r < N_ROOT; r++)
-        if (!strcmp(name, k_root_names[r])) return (cfg->present >> r) & 1u;
+    if (!strcmp(name, "tasks")) return (int)(cfg->present & 1u);
+    int n_roots = 0;
+    const mtft_cfg_root *roots = mtft_cfg__roots(&n_roots);
+    for (int r = 0; r < n_roots && r < MAX_ROOTS; r++)
+        if (!strcmp(name, roots[r].name)) return (int)((cfg->present >> (r + 1)) & 1u);
     return 0;
 }
 
 /* ---- reference docs ------------------------------------------------------------------------ */
 
+static int md_append(char **md, size_t *len, size_t *cap, const char *s) {
+    size_t l = strlen(s);
+    if (*len + l + 1 > *cap) {
+        size_t nc = *cap ? *cap * 2 : 8192;
+        while (nc < *len + l + 1) nc *= 2;
+        char *nb = mtft__realloc(*md, nc);
+        if (!nb) return -1;
+        *md = nb;
+        *cap = nc;
+    }
+    memcpy(*md + *len, s, l + 1);
+    *len += l;
+    return 0;
+}
+
+static int md_section(char **md, size_t *len, size_t *cap, const char *title, const char *intro,
+                      const mtft_cfg_section *sec, const char *prefix) {
+    static const char head[] = "| key | type | default | range / values | meaning |\n| --- | --- | --- | --- | --- |\n";
+    if (md_append(md, len, cap, "### ") || md_append(md, len, cap, title) || md_append(md, len, cap, "\n\n"))
+        return -1;
+    if (intro && (md_append(md, len, cap, intro) || md_append(md, len, cap, "\n\n"))) return -1;
+    if (md_append(md, len, cap, head)) return -1;
+    return mtft_cfg__section_markdown(sec, prefix, md, len, cap);
+}
+
 int mtft_config_reference_markdown(char *buf, size_t cap, size_t *len_out) {
     MTFT_CHECK_ARG(buf != NULL || cap == 0);
     char *md = NULL;
     size_t len = 0, mcap = 0;
-    static const char head[] = "| key | type | default | range / values | meaning |\n| --- | --- | --- | --- | --- |\n";
-    const mtft_cfg_section *secs[] = {&k_task, &k_data};
-    const char *prefixes[] = {"tasks[].", "data."};
-    const char *titles[] = {"### `tasks:` (a list; each item is one task -> `mtft_task_options`)\n\n",
-                            "### `data:` (-> `mtft_data_options`, `mtft_loader_options`, `mtft_collate_options`)\n\n"};
-    int rc = MTFT_OK;
-    for (int s = 0; s < 2 && rc == MTFT_OK; s++) {
-        size_t need = strlen(titles[s]) + sizeof head;
-        char *nb = mtft__realloc(md, len + need + 1);
-        if (!nb) {
-            rc = MTFT_ENOMEM;
-            break;
-        }
-        md = nb;
-        mcap = len + need + 1;
-        memcpy(md + len, titles[s], strlen(titles[s]));
-        len += strlen(titles[s]);
-        memcpy(md + len, head, sizeof head - 1);
-        len += sizeof head - 1;
-        md[len] = '\0';
-        if (mtft_cfg__section_markdown(secs[s], prefixes[s], &md, &len, &mcap) < 0) rc = MTFT_ENOMEM;
-        if (rc == MTFT_OK && s == 0) {
-            /* metric names per type, from the data module's own check */
-            char line[512];
-            for (int ty = 0; ty <= MTFT_TASK_GENERATION && rc == MTFT_OK; ty++) {
-                size_t off = (size_t)snprintf(line, sizeof line, "%s`%s` metrics: ", ty == 0 ? "\n" : "",
-                                              mtft_task_type_name((mtft_task_type)ty));
-                int first = 1;
-                for (size_t c = 0; c < sizeof k_all_metrics / sizeof k_all_metrics[0]; c++)
-                    if (mtft_task_metric_valid((mtft_task_type)ty, k_all_metrics[c])) {
-                        off += (size_t)snprintf(line + off, sizeof line - off, "%s`%s`", first ? "" : ", ",
-                                                k_all_metrics[c]);
-                        first = 0;
-                    }
-                snprintf(line + off, sizeof line - off, ".%s\n", ty == MTFT_TASK_GENERATION ? "" : "  ");
-                nb = mtft__realloc(md, len + strlen(line) + 1);
-                if (!nb) {
-                    rc = MTFT_ENOMEM;
-                    break;
-                }
-                md = nb;
-                mcap = len + strlen(line) + 1;
-                memcpy(md + len, line, strlen(line) + 1);
-                len += strlen(line);
+    int bad = md_section(&md, &len, &mcap, "`tasks:` (a list; each item is one task -> `mtft_task_options`, "
+                                           "its `head:` -> `mtft_head_options`)",
+                         NULL, &k_task, "tasks[].");
+    /* metric names per type, from the data module's own check */
+    for (int ty = 0; ty <= MTFT_TASK_GENERATION && !bad; ty++) {
+        char line[512];
+        size_t off = (size_t)snprintf(line, sizeof line, "%s`%s` metrics: ", ty == 0 ? "\n" : "",
+                                      mtft_task_type_name((mtft_task_type)ty));
+        int first = 1;
+        for (size_t c = 0; c < sizeof k_all_metrics / sizeof k_all_metrics[0]; c++)
+            if (mtft_task_metric_valid((mtft_task_type)ty, k_all_metrics[c])) {
+                off += (size_t)snprintf(line + off, sizeof line - off, "%s`%s`", first ? "" : ", ", k_all_metrics[c]);
+                first = 0;
             }
-        }
-        if (rc == MTFT_OK && s == 0) {
-            nb = mtft__realloc(md, len + 2);
-            if (!nb) rc = MTFT_ENOMEM;
-            else {
-                md = nb;
-                mcap = len + 2;
-                md[len++] = '\n';
-                md[len] = '\0';
-            }
-        }
+        snprintf(line + off, sizeof line - off, ".%s\n", ty == MTFT_TASK_GENERATION ? "" : "  ");
+        bad = md_append(&md, &len, &mcap, line);
     }
-    if (rc != MTFT_OK) {
+    int n_roots = 0;
+    const mtft_cfg_root *roots = mtft_cfg__roots(&n_roots);
+    for (int r = 0; r < n_roots && !bad; r++) {
+        char prefix[64];
+        snprintf(prefix, sizeof prefix, "%s.", roots[r].name);
+        bad = md_append(&md, &len, &mcap, "\n") ||
+              md_section(&md, &len, &mcap, roots[r].title, roots[r].intro, roots[r].sec, prefix);
+    }
+    if (bad) {
         mtft__free(md);
         return mtft__err(MTFT_ENOMEM, "config: out of memory");
     }
@@ -400,13 +482,6 @@ int mtft_config_reference_markdown(char *buf, size_t cap, size_t *len_out) {
     return mtft__err(MTFT_ERANGE, "config reference needs %zu bytes plus a NUL, buffer has %zu", len, cap);
 }
 
-/* For the tests: the schema tables, to check defaults against the _INIT
- * macros. */
-const mtft_cfg_section *mtft_cfg__task_section(void);
-const mtft_cfg_section *mtft_cfg__data_section(void);
+/* For the tests: the task tables. */
 const mtft_cfg_section *mtft_cfg__task_section(void) { return &k_task; }
-const mtft_cfg_section *mtft_cfg__data_section(void) { return &k_data; }
-size_t mtft_cfg__data_struct_size(void);
-size_t mtft_cfg__data_struct_size(void) { return sizeof(cfg_data); }
-void mtft_cfg__init_data(void *p);
-void mtft_cfg__init_data(void *p) { init_data(p); }
+const mtft_cfg_section *mtft_cfg__head_section(void) { return &k_head; }

@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "core/core.h"
+#include "mtft/config.h"
 
 /* ---- tree ------------------------------------------------------------------- */
 typedef enum mtft_cnode_kind { MTFT_CN_SCALAR = 0, MTFT_CN_SEQ = 1, MTFT_CN_MAP = 2 } mtft_cnode_kind;
@@ -53,7 +54,11 @@ typedef enum mtft_cfg_kind {
     MTFT_CK_PATH,        /* const char *, relative to the config file's directory */
     MTFT_CK_ENUM,        /* int-sized enum: the index of the name */
     MTFT_CK_STRLIST,     /* const char *const * at offset, int count at count_offset */
-    MTFT_CK_SECTION      /* a nested mapping filling the same struct */
+    MTFT_CK_SECTION,     /* a nested mapping; its keys' offsets are relative to target + offset */
+    MTFT_CK_INT64,       /* int64_t */
+    MTFT_CK_PATHLIST,    /* as STRLIST, each item a path relative to the config file */
+    MTFT_CK_FLOATLIST,   /* const float * at offset, int count at count_offset; min/max per item */
+    MTFT_CK_DOUBLELIST   /* const double * at offset, int count at count_offset; min/max per item */
 } mtft_cfg_kind;
 
 typedef struct mtft_cfg_section mtft_cfg_section;
@@ -84,15 +89,26 @@ struct mtft_cfg_section {
     const char *doc;
 };
 
+/* Where a field was set: its address, the value node and the key path
+ * (owned by the context). Cross-key checks locate their errors with it,
+ * and a field set by two keys (train.lr and optimizer.lr) is an error. */
+typedef struct mtft_cfg_written {
+    const void *addr;
+    const mtft_cnode *node;
+    const char *path;
+} mtft_cfg_written;
+
 /* Fill-in context: the file name for messages, the directory for relative
- * paths, and the string storage (freed with the config). */
+ * paths, and the string storage (freed with the config). Zero-initialise. */
 typedef struct mtft_cfg_ctx {
     const char *file;
     const char *base_dir;  /* NULL: paths as given */
     char **strs;
     int n_strs, cap_strs;
-    const char ***lists;   /* string arrays */
+    const char ***lists;   /* string arrays and number arrays */
     int n_lists, cap_lists;
+    mtft_cfg_written *written; /* valid while the tree lives */
+    int n_written, cap_written;
 } mtft_cfg_ctx;
 
 /* Validate `map` against `sec` and write the values into target (which
@@ -104,6 +120,8 @@ int mtft_cfg__apply(mtft_cfg_ctx *ctx, const mtft_cnode *map, const mtft_cfg_sec
 int mtft_cfg__errat(const mtft_cfg_ctx *ctx, const mtft_cnode *at, int code, const char *path, const char *fmt, ...)
     MTFT_PRINTF(5, 6);
 char *mtft_cfg__keep(mtft_cfg_ctx *ctx, const char *s);
+/* The record of the field at addr, or NULL when no key set it. */
+const mtft_cfg_written *mtft_cfg__where(const mtft_cfg_ctx *ctx, const void *addr);
 void mtft_cfg__ctx_dispose(mtft_cfg_ctx *ctx);
 
 /* Levenshtein distance (bytes). */
@@ -114,5 +132,51 @@ const char *mtft_cfg__suggest(const char *s, const char *const *cands, int n);
 
 /* Markdown table of a section (rows for nested sections use dotted paths). */
 int mtft_cfg__section_markdown(const mtft_cfg_section *sec, const char *prefix, char **buf, size_t *len, size_t *cap);
+
+/* ---- the run -------------------------------------------------------------------- */
+
+/* Every option struct a config fills: all root sections other than tasks:
+ * write into one of these (so two keys setting the same field are caught). */
+typedef struct mtft_cfg_run {
+    mtft_model_config model;
+    mtft_run_options run;
+    mtft_lora_options lora;
+    mtft_adapter_options adapter;
+    mtft_trainer_options trainer;
+    mtft_adamw_options adamw;
+    mtft_schedule_options schedule;
+    mtft_pretrain_options pretrain;
+    mtft_data_options data;
+    mtft_loader_options loader;
+    mtft_collate_options collate;
+    const char *const *pretrain_texts;
+    int n_pretrain_texts;
+    int n_sampler_weights, n_sampler_end_weights, n_static_weights;
+} mtft_cfg_run;
+
+/* One entry of tasks:. */
+typedef struct mtft_cfg_task {
+    mtft_task_options task;
+    mtft_head_options head;
+    int has_head;
+} mtft_cfg_task;
+
+/* A top-level section (tasks: is handled apart). */
+typedef struct mtft_cfg_root {
+    const char *name;
+    const mtft_cfg_section *sec;
+    const char *title; /* heading in the reference */
+    const char *intro; /* a paragraph under the heading, or NULL */
+} mtft_cfg_root;
+
+void mtft_cfg__init_run(mtft_cfg_run *r);
+void mtft_cfg__init_task(mtft_cfg_task *t);
+/* The root sections in reference order. */
+const mtft_cfg_root *mtft_cfg__roots(int *n);
+const mtft_cfg_section *mtft_cfg__task_section(void);
+const mtft_cfg_section *mtft_cfg__head_section(void);
+/* Cross-key checks and derived values after every section is applied,
+ * with errors located through ctx->written; n_tasks for per-task lists. */
+int mtft_cfg__finish_run(mtft_cfg_ctx *ctx, mtft_cfg_run *r, int n_tasks);
 
 #endif

@@ -34,7 +34,8 @@ char *mtft_cfg__keep(mtft_cfg_ctx *ctx, const char *s) {
     return c;
 }
 
-static const char **keep_list(mtft_cfg_ctx *ctx, int n) {
+/* Zeroed storage of n items of size sz, freed with the context. */
+static void *keep_mem(mtft_cfg_ctx *ctx, int n, size_t sz) {
     if (ctx->n_lists == ctx->cap_lists) {
         int cap = ctx->cap_lists ? ctx->cap_lists * 2 : 16;
         const char ***nl = mtft__realloc(ctx->lists, (size_t)cap * sizeof *nl);
@@ -42,9 +43,38 @@ static const char **keep_list(mtft_cfg_ctx *ctx, int n) {
         ctx->lists = nl;
         ctx->cap_lists = cap;
     }
-    const char **l = mtft__calloc((size_t)(n > 0 ? n : 1), sizeof *l);
-    if (l) ctx->lists[ctx->n_lists++] = l;
+    void *l = mtft__calloc((size_t)(n > 0 ? n : 1), sz);
+    if (l) ctx->lists[ctx->n_lists++] = (const char **)l;
     return l;
+}
+
+const mtft_cfg_written *mtft_cfg__where(const mtft_cfg_ctx *ctx, const void *addr) {
+    for (int i = 0; i < ctx->n_written; i++)
+        if (ctx->written[i].addr == addr) return &ctx->written[i];
+    return NULL;
+}
+
+/* Record that the key at `path` (value node v) sets the field at addr; a
+ * field set twice is an error naming both places. */
+static int note_write(mtft_cfg_ctx *ctx, const void *addr, const mtft_cnode *v, const char *path) {
+    const mtft_cfg_written *w = mtft_cfg__where(ctx, addr);
+    if (w)
+        return mtft_cfg__errat(ctx, v, MTFT_EINVAL, path, "sets the same option as %s (line %d); give it once",
+                               w->path, w->node ? w->node->line : 0);
+    if (ctx->n_written == ctx->cap_written) {
+        int cap = ctx->cap_written ? ctx->cap_written * 2 : 64;
+        mtft_cfg_written *nw = mtft__realloc(ctx->written, (size_t)cap * sizeof *nw);
+        if (!nw) return mtft__err(MTFT_ENOMEM, "config: out of memory");
+        ctx->written = nw;
+        ctx->cap_written = cap;
+    }
+    const char *p = mtft_cfg__keep(ctx, path);
+    if (!p) return mtft__err(MTFT_ENOMEM, "config: out of memory");
+    mtft_cfg_written *r = &ctx->written[ctx->n_written++];
+    r->addr = addr;
+    r->node = v;
+    r->path = p;
+    return MTFT_OK;
 }
 
 void mtft_cfg__ctx_dispose(mtft_cfg_ctx *ctx) {
@@ -52,9 +82,12 @@ void mtft_cfg__ctx_dispose(mtft_cfg_ctx *ctx) {
     for (int i = 0; i < ctx->n_lists; i++) mtft__free((void *)ctx->lists[i]);
     mtft__free(ctx->strs);
     mtft__free(ctx->lists);
+    mtft__free(ctx->written);
     ctx->strs = NULL;
     ctx->lists = NULL;
+    ctx->written = NULL;
     ctx->n_strs = ctx->cap_strs = ctx->n_lists = ctx->cap_lists = 0;
+    ctx->n_written = ctx->cap_written = 0;
 }
 
 int mtft_cfg__edit_distance(const char *a, const char *b) {
@@ -95,7 +128,8 @@ static const char *type_word(const mtft_cfg_key *k) {
     switch (k->kind) {
     case MTFT_CK_BOOL: return "boolean";
     case MTFT_CK_INT:
-    case MTFT_CK_INT32: return "integer";
+    case MTFT_CK_INT32:
+    case MTFT_CK_INT64: return "integer";
     case MTFT_CK_U64: return "unsigned integer";
     case MTFT_CK_DOUBLE:
     case MTFT_CK_FLOAT: return "number";
@@ -103,6 +137,9 @@ static const char *type_word(const mtft_cfg_key *k) {
     case MTFT_CK_PATH: return "path";
     case MTFT_CK_ENUM: return "enum";
     case MTFT_CK_STRLIST: return "list of strings";
+    case MTFT_CK_PATHLIST: return "list of paths";
+    case MTFT_CK_FLOATLIST:
+    case MTFT_CK_DOUBLELIST: return "list of numbers";
     case MTFT_CK_SECTION: return "mapping";
     }
     return "?";
@@ -112,6 +149,7 @@ static const char *article(const mtft_cfg_key *k) {
     switch (k->kind) {
     case MTFT_CK_INT:
     case MTFT_CK_INT32:
+    case MTFT_CK_INT64:
     case MTFT_CK_U64:
     case MTFT_CK_ENUM: return "an";
     default: return "a";
@@ -135,39 +173,82 @@ static int check_range(const mtft_cfg_ctx *ctx, const mtft_cnode *v, const char 
     return MTFT_OK;
 }
 
+static int join_path(mtft_cfg_ctx *ctx, const char *s, const char **out) {
+    const char *val = s;
+    char *joined = NULL;
+    if (s[0] != '/' && ctx->base_dir && *ctx->base_dir) {
+        size_t n = strlen(ctx->base_dir) + strlen(s) + 2;
+        joined = mtft__malloc(n);
+        if (!joined) return mtft__err(MTFT_ENOMEM, "config: out of memory");
+        snprintf(joined, n, "%s/%s", ctx->base_dir, s);
+        val = joined;
+    }
+    *out = mtft_cfg__keep(ctx, val);
+    mtft__free(joined);
+    return *out ? MTFT_OK : mtft__err(MTFT_ENOMEM, "config: out of memory");
+}
+
+/* A list of strings, paths or numbers. */
+static int set_list(mtft_cfg_ctx *ctx, const mtft_cnode *v, const mtft_cfg_key *k, char *field, int *count,
+                    const char *path) {
+    if (mtft_cfg__is_null(v) && (k->flags & MTFT_CFG_NULLABLE)) {
+        *(const void **)field = NULL;
+        *count = 0;
+        return MTFT_OK;
+    }
+    int numeric = k->kind == MTFT_CK_FLOATLIST || k->kind == MTFT_CK_DOUBLELIST;
+    if (v->kind != MTFT_CN_SEQ)
+        return mtft_cfg__errat(ctx, v, MTFT_EFORMAT, path, "expected a %s, got %s", type_word(k),
+                               mtft_cfg__kind_name(v));
+    size_t isz = k->kind == MTFT_CK_FLOATLIST ? sizeof(float) : k->kind == MTFT_CK_DOUBLELIST ? sizeof(double)
+                                                                                              : sizeof(char *);
+    void *l = keep_mem(ctx, v->n, isz);
+    if (!l) return mtft__err(MTFT_ENOMEM, "config: out of memory");
+    for (int i = 0; i < v->n; i++) {
+        const mtft_cnode *it = v->items[i];
+        char p2[600];
+        snprintf(p2, sizeof p2, "%s[%d]", path, i);
+        if (it->kind != MTFT_CN_SCALAR || mtft_cfg__is_null(it))
+            return mtft_cfg__errat(ctx, it, MTFT_EFORMAT, p2, "expected a %s, got %s", numeric ? "number" : "string",
+                                   mtft_cfg__kind_name(it));
+        if (numeric) {
+            char *end = NULL;
+            double x = strtod(it->value, &end);
+            if (!*it->value || *end || !isfinite(x))
+                return mtft_cfg__errat(ctx, it, MTFT_EFORMAT, p2, "expected a finite number, got '%s'", it->value);
+            if (k->flags & MTFT_CFG_RANGE) {
+                int hi_bad = (k->flags & MTFT_CFG_MAX_OPEN) ? !(x < k->max) : !(x <= k->max);
+                if (x < k->min || hi_bad)
+                    return mtft_cfg__errat(ctx, it, MTFT_ERANGE, p2, "value %s is outside [%.15g, %.15g%c", it->value,
+                                           k->min, k->max, (k->flags & MTFT_CFG_MAX_OPEN) ? ')' : ']');
+            }
+            if (k->kind == MTFT_CK_FLOATLIST) ((float *)l)[i] = (float)x;
+            else ((double *)l)[i] = x;
+        } else if (k->kind == MTFT_CK_PATHLIST) {
+            int rc = join_path(ctx, it->value, &((const char **)l)[i]);
+            if (rc) return rc;
+        } else if (!(((const char **)l)[i] = mtft_cfg__keep(ctx, it->value))) {
+            return mtft__err(MTFT_ENOMEM, "config: out of memory");
+        }
+    }
+    *(const void **)field = v->n > 0 ? l : NULL;
+    *count = v->n;
+    return MTFT_OK;
+}
+
 /* Convert one scalar according to k and store it. */
 static int set_value(mtft_cfg_ctx *ctx, const mtft_cnode *v, const mtft_cfg_key *k, void *target, const char *path) {
     char *field = (char *)target + k->offset;
     if (k->kind == MTFT_CK_SECTION) {
         if (v->kind != MTFT_CN_MAP)
             return mtft_cfg__errat(ctx, v, MTFT_EFORMAT, path, "expected a mapping, got %s", mtft_cfg__kind_name(v));
-        return mtft_cfg__apply(ctx, v, k->sub, target, path);
+        return mtft_cfg__apply(ctx, v, k->sub, field, path);
     }
-    if (k->kind == MTFT_CK_STRLIST) {
-        if (mtft_cfg__is_null(v) && (k->flags & MTFT_CFG_NULLABLE)) {
-            *(const char *const **)field = NULL;
-            *(int *)((char *)target + k->count_offset) = 0;
-            return MTFT_OK;
-        }
-        if (v->kind != MTFT_CN_SEQ)
-            return mtft_cfg__errat(ctx, v, MTFT_EFORMAT, path, "expected a list of strings, got %s",
-                                   mtft_cfg__kind_name(v));
-        const char **l = keep_list(ctx, v->n);
-        if (!l) return mtft__err(MTFT_ENOMEM, "config: out of memory");
-        for (int i = 0; i < v->n; i++) {
-            const mtft_cnode *it = v->items[i];
-            if (it->kind != MTFT_CN_SCALAR || mtft_cfg__is_null(it)) {
-                char p2[600];
-                snprintf(p2, sizeof p2, "%s[%d]", path, i);
-                return mtft_cfg__errat(ctx, it, MTFT_EFORMAT, p2, "expected a string, got %s",
-                                       mtft_cfg__kind_name(it));
-            }
-            if (!(l[i] = mtft_cfg__keep(ctx, it->value))) return mtft__err(MTFT_ENOMEM, "config: out of memory");
-        }
-        *(const char *const **)field = v->n > 0 ? l : NULL;
-        *(int *)((char *)target + k->count_offset) = v->n;
-        return MTFT_OK;
-    }
+    int rc = note_write(ctx, field, v, path);
+    if (rc) return rc;
+    if (k->kind == MTFT_CK_STRLIST || k->kind == MTFT_CK_PATHLIST || k->kind == MTFT_CK_FLOATLIST ||
+        k->kind == MTFT_CK_DOUBLELIST)
+        return set_list(ctx, v, k, field, (int *)((char *)target + k->count_offset), path);
     if (v->kind != MTFT_CN_SCALAR)
         return mtft_cfg__errat(ctx, v, MTFT_EFORMAT, path, "expected %s %s, got %s", article(k), type_word(k),
                                mtft_cfg__kind_name(v));
@@ -191,6 +272,7 @@ static int set_value(mtft_cfg_ctx *ctx, const mtft_cnode *v, const mtft_cfg_key 
     }
     case MTFT_CK_INT:
     case MTFT_CK_INT32:
+    case MTFT_CK_INT64:
     case MTFT_CK_U64: {
         errno = 0;
         if (k->kind == MTFT_CK_U64) {
@@ -200,16 +282,24 @@ static int set_value(mtft_cfg_ctx *ctx, const mtft_cnode *v, const mtft_cfg_key 
             if (*end || errno == ERANGE)
                 return mtft_cfg__errat(ctx, v, errno == ERANGE ? MTFT_ERANGE : MTFT_EFORMAT, path,
                                        "expected an unsigned 64-bit integer, got '%s'", s);
-            int rc = check_range(ctx, v, path, k, (double)u);
+            rc = check_range(ctx, v, path, k, (double)u);
             if (rc) return rc;
             *(uint64_t *)field = (uint64_t)u;
             return MTFT_OK;
         }
         long long x = strtoll(s, &end, 10);
         if (!*s || *end) return mtft_cfg__errat(ctx, v, MTFT_EFORMAT, path, "expected an integer, got '%s'", s);
+        if (k->kind == MTFT_CK_INT64) {
+            if (errno == ERANGE)
+                return mtft_cfg__errat(ctx, v, MTFT_ERANGE, path, "integer %s does not fit in 64 bits", s);
+            rc = check_range(ctx, v, path, k, (double)x);
+            if (rc) return rc;
+            *(int64_t *)field = (int64_t)x;
+            return MTFT_OK;
+        }
         if (errno == ERANGE || x < INT32_MIN || x > INT32_MAX)
             return mtft_cfg__errat(ctx, v, MTFT_ERANGE, path, "integer %s does not fit in 32 bits", s);
-        int rc = check_range(ctx, v, path, k, (double)x);
+        rc = check_range(ctx, v, path, k, (double)x);
         if (rc) return rc;
         if (k->kind == MTFT_CK_INT) *(int *)field = (int)x;
         else *(int32_t *)field = (int32_t)x;
@@ -221,7 +311,7 @@ static int set_value(mtft_cfg_ctx *ctx, const mtft_cnode *v, const mtft_cfg_key 
         double x = strtod(s, &end);
         if (!*s || *end || !isfinite(x))
             return mtft_cfg__errat(ctx, v, MTFT_EFORMAT, path, "expected a finite number, got '%s'", s);
-        int rc = check_range(ctx, v, path, k, x);
+        rc = check_range(ctx, v, path, k, x);
         if (rc) return rc;
         if (k->kind == MTFT_CK_DOUBLE) *(double *)field = x;
         else *(float *)field = (float)x;
@@ -229,18 +319,13 @@ static int set_value(mtft_cfg_ctx *ctx, const mtft_cnode *v, const mtft_cfg_key 
     }
     case MTFT_CK_STRING:
     case MTFT_CK_PATH: {
-        const char *val = s;
-        char *joined = NULL;
-        if (k->kind == MTFT_CK_PATH && s[0] != '/' && ctx->base_dir && *ctx->base_dir) {
-            size_t n = strlen(ctx->base_dir) + strlen(s) + 2;
-            joined = mtft__malloc(n);
-            if (!joined) return mtft__err(MTFT_ENOMEM, "config: out of memory");
-            snprintf(joined, n, "%s/%s", ctx->base_dir, s);
-            val = joined;
+        const char *c = NULL;
+        if (k->kind == MTFT_CK_PATH) {
+            rc = join_path(ctx, s, &c);
+            if (rc) return rc;
+        } else if (!(c = mtft_cfg__keep(ctx, s))) {
+            return mtft__err(MTFT_ENOMEM, "config: out of memory");
         }
-        char *c = mtft_cfg__keep(ctx, val);
-        mtft__free(joined);
-        if (!c) return mtft__err(MTFT_ENOMEM, "config: out of memory");
         *(const char **)field = c;
         return MTFT_OK;
     }
@@ -350,7 +435,9 @@ int mtft_cfg__section_markdown(const mtft_cfg_section *sec, const char *prefix, 
         char range[512] = "";
         if (k->kind == MTFT_CK_ENUM) enum_list(k, range, sizeof range, ", ");
         else if (k->flags & MTFT_CFG_RANGE)
-            snprintf(range, sizeof range, "[%.15g, %.15g%c", k->min, k->max, (k->flags & MTFT_CFG_MAX_OPEN) ? ')' : ']');
+            snprintf(range, sizeof range, "%s[%.15g, %.15g%c",
+                     (k->kind == MTFT_CK_FLOATLIST || k->kind == MTFT_CK_DOUBLELIST) ? "each in " : "", k->min,
+                     k->max, (k->flags & MTFT_CFG_MAX_OPEN) ? ')' : ']');
         char dflt[256], doc[1024];
         if (k->flags & MTFT_CFG_REQUIRED) snprintf(dflt, sizeof dflt, "(required)");
         else if (!k->dflt || !*k->dflt) snprintf(dflt, sizeof dflt, "(none)");
@@ -358,7 +445,7 @@ int mtft_cfg__section_markdown(const mtft_cfg_section *sec, const char *prefix, 
         else md_escape(dflt, sizeof dflt, k->dflt, "`");
         md_escape(doc, sizeof doc, k->doc, "");
         if (md_add(buf, len, cap, "| `%s` | %s | %s | %s | %s%s |\n", full, type_word(k), dflt, range, doc,
-                   (k->kind == MTFT_CK_PATH) ? " Relative paths are relative to the config file." : "") < 0)
+                   (k->kind == MTFT_CK_PATH || k->kind == MTFT_CK_PATHLIST) ? " Relative paths are relative to the config file." : "") < 0)
             return -1;
     }
     return 0;
