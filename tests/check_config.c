@@ -375,7 +375,30 @@ START_TEST(test_config_example_all_tasks) {
     }
     ck_assert_int_eq(mtft_config_task(cfg, 1)->n_labels, 12);
     ck_assert_int_eq(mtft_config_loader(cfg)->batch_size, 32);
-    ck_assert_int_eq(mtft_config_collate(cfg)->pad_id, 50256);
+    ck_assert_int_eq(mtft_config_collate(cfg)->max_len, 64);
+    /* a whole run: every section but adapter: and tokenizer: (derived from the base) */
+    const char *secs[] = {"tasks", "data", "model", "pretrain", "lora", "heads", "sampler", "balancer",
+                          "optimizer", "schedule", "eval", "checkpoint", "output", "train"};
+    for (size_t i = 0; i < sizeof secs / sizeof secs[0]; i++)
+        ck_assert_msg(mtft_config_has_section(cfg, secs[i]) == 1, "section %s", secs[i]);
+    const mtft_run_options *ro = mtft_config_run(cfg);
+    ck_assert_ptr_nonnull(strstr(ro->tokenizer_vocab, "out/quickstart/base/vocab.json"));
+    ck_assert_ptr_nonnull(strstr(ro->checkpoint_dir, "out/all_tasks/checkpoint"));
+    ck_assert_ptr_nonnull(strstr(ro->report_path, "out/all_tasks/metrics.html"));
+    const mtft_trainer_options *t = mtft_config_trainer(cfg);
+    ck_assert_int_eq(t->max_len, 64);
+    ck_assert_int_eq(t->batch_size, 32);
+    ck_assert_int_eq(t->lora_rank, 8);
+    ck_assert_float_eq(t->lora_alpha, 16.0f);
+    ck_assert_int_eq(t->sampler.start.strategy, MTFT_SAMPLER_TEMPERATURE);
+    ck_assert_int_eq(t->sampler.end.strategy, MTFT_SAMPLER_UNIFORM);
+    ck_assert_int_eq(t->balancer.method, MTFT_BALANCE_DWA);
+    ck_assert_int_eq(t->eval_every, 100);
+    ck_assert_int_eq(mtft_config_model(cfg)->n_layer, 4);
+    ck_assert_int_eq(mtft_config_pretrain(cfg)->max_steps, 300);
+    ck_assert_int_eq(mtft_config_task_head(cfg, 0)->hidden_size, 64);
+    ck_assert_int_eq(mtft_config_task_head(cfg, 4)->kind, MTFT_HEAD_REGRESSION);
+    ck_assert_ptr_null(mtft_config_task_head(cfg, 5));
     mtft_config_free(cfg);
 }
 END_TEST
@@ -680,7 +703,8 @@ START_TEST(test_config_to_task) {
                        "  - name: kjv\n"
                        "    type: tagging\n"
                        "    files: {train: kjv_word_alignment_train.jsonl}\n"
-                       "    split: {test_fraction: 0.25, seed: 1}\n";
+                       "    split: {test_fraction: 0.25, seed: 1}\n"
+                       "    head: {label_smoothing: 0.05}\n";
     mtft_config *cfg = NULL;
     ck_assert_msg(mtft_config_load_string(&cfg, yaml, strlen(yaml), "inline.yaml", base) == MTFT_OK, "%s",
                   mtft_error_last()->message);
@@ -694,6 +718,16 @@ START_TEST(test_config_to_task) {
     ck_assert_int_eq(mtft_task_count(tasks[0], MTFT_SPLIT_DEV), 12);
     ck_assert_str_eq(mtft_task_label(tasks[0], 0), "female");
     ck_assert_int_eq(mtft_task_count(tasks[1], MTFT_SPLIT_TEST), 5);
+    /* the tag set comes from the data: the head's n_labels from the loaded task */
+    ck_assert_int_eq(mtft_config_task_head(cfg, 1)->n_labels, 0);
+    ck_assert_int_eq(mtft_config_task_head(cfg, 1)->kind, MTFT_HEAD_TOKEN_CLASSIFICATION);
+    mtft_head_options ho;
+    ck_assert_int_eq(mtft_config_task_head_for(cfg, 1, tasks[1], &ho), 1);
+    ck_assert_int_ge(mtft_task_n_labels(tasks[1]), 2);
+    ck_assert_int_eq(ho.n_labels, mtft_task_n_labels(tasks[1]));
+    ck_assert_float_eq(ho.label_smoothing, 0.05f);
+    ck_assert_str_eq(ho.name, "kjv");
+    ck_assert_int_eq(mtft_config_task_head_for(cfg, 0, tasks[0], &ho), 0);
     mtft_loader *ld = NULL;
     ck_assert_int_eq(mtft_loader_new(&ld, tasks[1], MTFT_SPLIT_TRAIN, mtft_config_loader(cfg)), MTFT_OK);
     int64_t idx[4];
