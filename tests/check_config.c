@@ -438,6 +438,8 @@ START_TEST(test_config_whole_run) {
     ck_assert_ptr_null(ro->tokenizer_json);
     snprintf(want, sizeof want, "%s/out/ckpt", dir);
     ck_assert_str_eq(ro->checkpoint_dir, want);
+    snprintf(want, sizeof want, "%s/out/old", dir);
+    ck_assert_str_eq(ro->resume_from, want);
     snprintf(want, sizeof want, "%s/out/metrics.html", dir);
     ck_assert_str_eq(ro->report_path, want); /* derived from the log */
     ck_assert_int_eq(ro->threads, 2);
@@ -479,6 +481,9 @@ START_TEST(test_config_whole_run) {
     ck_assert_int_eq(t->early_stop_patience, 3);
     ck_assert_int_eq(t->print_every, 10);
     ck_assert_str_eq(t->log_path, ro->log_path);
+    ck_assert_ptr_nonnull(strstr(t->ckpt_dir, "/out/steps"));
+    ck_assert_int_eq(t->save_every, 40);
+    ck_assert_int_eq(t->keep_last, 2);
     ck_assert_uint_eq(t->seed, 3);
     ck_assert_int_eq(t->max_steps, 200);
     ck_assert_int_eq(t->batch_size, 24);
@@ -669,6 +674,10 @@ START_TEST(test_config_run_errors) {
                NULL);
     expect_err("tokenizer:\n  vocab: v.json\n", MTFT_EINVAL, "tokenizer.vocab: tokenizer.vocab and tokenizer.merges go together",
                NULL);
+    expect_err("checkpoint:\n  save_every: 10\n", MTFT_EINVAL,
+               "run.yaml:2:15: checkpoint.save_every: periodic checkpoints need checkpoint.periodic_dir", NULL);
+    expect_err("train:\n  dwa_temperature: 2\nbalancer:\n  dwa_temperature: 3\n", MTFT_EINVAL,
+               "run.yaml:4:20: balancer.dwa_temperature: sets the same option as train.dwa_temperature (line 2)", NULL);
     expect_err("pretrain:\n  texts: [a.txt]\n  n_ctx: 64\n  seq_len: 65\n", MTFT_ERANGE,
                "run.yaml:4:12: pretrain.seq_len: seq_len 65 exceeds n_ctx 64", NULL);
     /* a good gradient-level setup passes */

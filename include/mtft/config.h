@@ -15,7 +15,7 @@
  *                                       -> mtft_trainer_options (sampler and
  *                                          balancer options are inside it),
  *                                          mtft_adamw_options, mtft_schedule_options
- *   checkpoint:, output:, eval:         -> mtft_run_options (paths)
+ *   checkpoint:, output:, eval:         -> mtft_run_options (paths), mtft_trainer_options
  *   pretrain:                           -> mtft_pretrain_options + mtft_model_config
  * The flat train: keys of earlier configs (lr, sampler, balancer, ...) set
  * the same fields as the sections; one option set twice is an error.
@@ -54,6 +54,7 @@ typedef struct mtft_run_options {
     const char *tokenizer_merges; /* tokenizer.merges; default <base_model>/merges.txt */
     const char *tokenizer_json;   /* tokenizer.json: an HF tokenizer.json instead of vocab + merges */
     const char *checkpoint_dir;   /* checkpoint.dir (or train.out): where the trained state is saved */
+    const char *resume_from;      /* checkpoint.resume: a checkpoint to load before training */
     const char *log_path;         /* output.log (or train.log): JSONL log (also the trainer's log_path) */
     const char *report_path;      /* output.report: HTML report; default: the log path with .html */
     const char *baselines;        /* eval.baselines (or train.baselines): floors to print beside results */
@@ -61,7 +62,7 @@ typedef struct mtft_run_options {
     int64_t test_max_examples;    /* eval.test_max_examples: 0 = every test example */
 } mtft_run_options;
 #define MTFT_RUN_OPTIONS_VERSION 1
-#define MTFT_RUN_OPTIONS_INIT {MTFT_RUN_OPTIONS_VERSION, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0}
+#define MTFT_RUN_OPTIONS_INIT {MTFT_RUN_OPTIONS_VERSION, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0}
 
 /* Parse and validate a YAML file. On error *out is NULL and the thread's
  * error holds "path:line:col: key.path: what". */

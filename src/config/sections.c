@@ -223,7 +223,15 @@ static const mtft_cfg_key k_eval_keys[] = {
 static const mtft_cfg_section k_eval = {"eval", k_eval_keys, N_KEYS(k_eval_keys), "Evaluation."};
 
 static const mtft_cfg_key k_ckpt_keys[] = {
-    KP("dir", R(run.checkpoint_dir), "Directory the trained state is saved to; none: not saved. Same as train.out."),
+    KP("dir", R(run.checkpoint_dir),
+       "Directory the trained state is saved to at the end; none: not saved. Same as train.out."),
+    KP("periodic_dir", TR(ckpt_dir),
+       "Directory of periodic checkpoints (step-NNNNNNNN inside). Same as train.ckpt_dir."),
+    KL("save_every", TR(save_every), "0", 0, BIG,
+       "Save into periodic_dir every this many steps; 0: no periodic checkpoints. Same as train.save_every."),
+    KI("keep_last", TR(keep_last), "3", 0, 1000000,
+       "Keep the newest this many periodic checkpoints; 0: all. Same as train.keep_last."),
+    KP("resume", R(run.resume_from), "A checkpoint to continue (mtft_trainer_load before training)."),
 };
 static const mtft_cfg_section k_ckpt = {"checkpoint", k_ckpt_keys, N_KEYS(k_ckpt_keys), "Checkpoints."};
 
@@ -242,6 +250,9 @@ static const mtft_cfg_key k_train_keys[] = {
     KP("baselines", R(run.baselines), "Same as eval.baselines."),
     KP("out", R(run.checkpoint_dir), "Same as checkpoint.dir."),
     KP("log", R(run.log_path), "Same as output.log."),
+    KP("ckpt_dir", TR(ckpt_dir), "Same as checkpoint.periodic_dir."),
+    KL("save_every", TR(save_every), "0", 0, BIG, "Same as checkpoint.save_every."),
+    KI("keep_last", TR(keep_last), "3", 0, 1000000, "Same as checkpoint.keep_last."),
     KI("threads", R(run.threads), "0", 0, 4096, "Threads (OpenMP and BLAS); 0: the library default."),
     KU("seed", TR(seed), "1", "Seed of heads, LoRA init, sampler and balancer (when their own seed is 0)."),
     KL("steps", TR(max_steps), "1000", 1, BIG, "Optimizer steps."),
@@ -269,6 +280,11 @@ static const mtft_cfg_key k_train_keys[] = {
     KE("batch_mode", SO(batch_mode), "mixed", k_batch_mode, "Same as sampler.batch_mode."),
     KE("balancer", BO(method), "equal", k_method, "Same as balancer.method."),
     KB("balancer_drives_sampler", R(trainer.balancer_drives_sampler), "false", "Same as balancer.drives_sampler."),
+    KF("dwa_temperature", BO(dwa_temperature), "2", 1e-3, 1e6, "Same as balancer.dwa_temperature."),
+    KI("dwa_period", BO(dwa_period), "1", 1, 1000000, "Same as balancer.dwa_period."),
+    KF("uncertainty_lr", BO(uncertainty_lr), "1e-3", 0, 10, "Same as balancer.uncertainty_lr."),
+    KF("famo_lr", BO(famo_lr), "0.025", 0, 10, "Same as balancer.famo_lr."),
+    KFO("cagrad_c", BO(cagrad_c), "0.5", 0, 1, "Same as balancer.cagrad_c."),
     KL("eval_every", TR(eval_every), "0", 0, BIG, "Same as eval.every."),
     KL("eval_max_examples", TR(eval_max_examples), "0", 0, BIG, "Same as eval.max_examples."),
     KL("test_max_examples", R(run.test_max_examples), "0", 0, BIG, "Same as eval.test_max_examples."),
@@ -354,7 +370,7 @@ static const mtft_cfg_root k_roots[] = {
     {"schedule", &k_sched, "`schedule:` (-> `mtft_trainer_options`, `mtft_schedule_options`)",
      "The schedule runs over train.steps steps."},
     {"eval", &k_eval, "`eval:` (-> `mtft_trainer_options`, `mtft_run_options`)", NULL},
-    {"checkpoint", &k_ckpt, "`checkpoint:` (-> `mtft_run_options`)", NULL},
+    {"checkpoint", &k_ckpt, "`checkpoint:` (-> `mtft_run_options`, `mtft_trainer_options`)", NULL},
     {"output", &k_output, "`output:` (-> `mtft_run_options`, `mtft_trainer_options`)", NULL},
     {"train", &k_train, "`train:` (-> `mtft_trainer_options`, `mtft_run_options`)",
      "The flat keys of the first configs; each one not described here sets the same option as the section "
@@ -490,6 +506,10 @@ int mtft_cfg__finish_run(mtft_cfg_ctx *ctx, mtft_cfg_run *r, int n_tasks) {
     /* trainer: rows follow the data pipeline unless given */
     if (!SET(t->max_len)) t->max_len = r->collate.max_len;
     t->truncation = r->collate.truncation;
+    /* periodic checkpoints need their directory */
+    if (t->save_every > 0 && !t->ckpt_dir)
+        return err_at(ctx, AT(t->save_every), MTFT_EINVAL,
+                      "periodic checkpoints need checkpoint.periodic_dir (train.ckpt_dir)");
     /* outputs */
     t->log_path = ro->log_path;
     if (!ro->report_path && ro->log_path) {
