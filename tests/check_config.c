@@ -490,6 +490,8 @@ START_TEST(test_config_whole_run) {
     ck_assert_int_eq(t->train_base, 1);
     ck_assert_int_eq(t->max_len, 96); /* derived: data.max_len */
     ck_assert_int_eq(t->truncation, MTFT_TRUNCATE_LEFT);
+    ck_assert_int_eq(t->pad_id, 7); /* derived: data.pad_id */
+    ck_assert_int_eq(mtft_config_collate(cfg)->pad_id, 7);
     ck_assert_ptr_null(t->progress);
     /* sampler + balancer inside the trainer options */
     const mtft_sampler_options *so = mtft_config_sampler(cfg);

@@ -339,7 +339,7 @@ static const mtft_cfg_key k_data_keys[] = {
     KE("truncation", R(collate.truncation), "right", k_truncation,
        "right: keep the first max_len tokens; left: keep the last ones."),
     {"pad_id", MTFT_CK_INT32, R(collate.pad_id), 0, "0", RANGE, 0, IMAX, NULL, NULL,
-     "Token id written at padding positions."},
+     "Token id written at padding positions (the trainer's pad_id too)."},
     KB("pack", R(collate.pack), "false", "Pack several generation examples into each row (segments restart positions)."),
     KI("pad_to_multiple", R(collate.pad_to_multiple), "1", 1, 4096, "Round the padded length up to a multiple of this."),
 };
@@ -506,6 +506,7 @@ int mtft_cfg__finish_run(mtft_cfg_ctx *ctx, mtft_cfg_run *r, int n_tasks) {
     /* trainer: rows follow the data pipeline unless given */
     if (!SET(t->max_len)) t->max_len = r->collate.max_len;
     t->truncation = r->collate.truncation;
+    t->pad_id = r->collate.pad_id;
     /* periodic checkpoints need their directory */
     if (t->save_every > 0 && !t->ckpt_dir)
         return err_at(ctx, AT(t->save_every), MTFT_EINVAL,
