@@ -554,11 +554,19 @@ START_TEST(test_config_whole_run) {
 }
 END_TEST
 
-/* The flat train: and pretrain: keys of the first configs (the quickstart). */
+/* The flat train: and pretrain: keys of the first configs (as the
+ * quickstart uses them). */
 START_TEST(test_config_legacy_train) {
     char path[512];
-    mtft_test_path(path, sizeof path, "examples/configs/quickstart.yaml");
     mtft_config *cfg = NULL;
+    /* the quickstart itself loads */
+    mtft_test_path(path, sizeof path, "examples/configs/quickstart.yaml");
+    ck_assert_msg(mtft_config_load_file(&cfg, path) == MTFT_OK, "%s", mtft_error_last()->message);
+    ck_assert_int_eq(mtft_config_has_section(cfg, "train"), 1);
+    ck_assert_int_eq(mtft_config_has_section(cfg, "pretrain"), 1);
+    ck_assert_int_ge(mtft_config_n_tasks(cfg), 6);
+    mtft_config_free(cfg);
+    mtft_test_path(path, sizeof path, "tests/fixtures/config/legacy_train.yaml");
     ck_assert_msg(mtft_config_load_file(&cfg, path) == MTFT_OK, "%s", mtft_error_last()->message);
     const mtft_trainer_options *t = mtft_config_trainer(cfg);
     ck_assert_int_eq(t->max_steps, 600);
@@ -577,9 +585,13 @@ START_TEST(test_config_legacy_train) {
     ck_assert_int_eq(t->sampler.start.strategy, MTFT_SAMPLER_TEMPERATURE);
     ck_assert_double_eq(t->sampler.start.temperature, 2.0);
     ck_assert_int_eq(t->balancer.method, MTFT_BALANCE_DWA);
+    ck_assert_float_eq(t->balancer.dwa_temperature, 1.5f);
     ck_assert_int_eq(t->eval_every, 100);
     ck_assert_int_eq(t->eval_max_examples, 300);
     ck_assert_int_eq(t->print_every, 20);
+    ck_assert_ptr_nonnull(strstr(t->ckpt_dir, "/out/quickstart/steps"));
+    ck_assert_int_eq(t->save_every, 200);
+    ck_assert_int_eq(t->keep_last, 1);
     const mtft_run_options *ro = mtft_config_run(cfg);
     ck_assert_ptr_nonnull(strstr(ro->base_model, "/out/quickstart/base"));
     ck_assert_ptr_nonnull(strstr(ro->tokenizer_vocab, "/out/quickstart/base/vocab.json"));
@@ -604,7 +616,7 @@ START_TEST(test_config_legacy_train) {
     ck_assert_int_eq(p->seq_len, 128); /* derived: n_ctx */
     ck_assert_float_eq(p->lr, 0.002f);
     ck_assert_int_eq(p->print_every, 25);
-    ck_assert_int_eq(mtft_config_n_tasks(cfg), 6);
+    ck_assert_int_eq(mtft_config_collate(cfg)->max_len, 128); /* train.max_len given: not data's */
     mtft_config_free(cfg);
 }
 END_TEST
