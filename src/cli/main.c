@@ -3,6 +3,7 @@
  *   mtft train CONFIG [options]     multitask finetuning from a YAML config
  *   mtft eval CONFIG --checkpoint DIR
  *   mtft predict CONFIG --checkpoint DIR --task NAME [--in FILE] [--out FILE]
+ *   mtft generate --model DIR --prompt TEXT [options]
  *   mtft pretrain --text FILE... --out DIR [options]
  *   mtft info [CONFIG | CHECKPOINT_DIR]
  *   mtft merge CONFIG [--output PATH] [--lora-rank R]   (cmd_merge.c)
@@ -211,6 +212,8 @@ static void usage(FILE *f) {
             "        evaluate a saved checkpoint on the config's tasks\n"
             "  predict CONFIG --checkpoint DIR --task NAME [--in FILE] [--out FILE]\n"
             "        JSONL in, JSONL out: label and probabilities, value, or tags per input line\n"
+            "  generate --model DIR --prompt TEXT [--max N] [--temperature T] [--top-k K] [--seed N]\n"
+            "        continue a prompt with a base model (e.g. one made by pretrain)\n"
             "  pretrain --text FILE [--text FILE...] --out DIR [--vocab N] [--layers N] [--embd N]\n"
             "           [--heads N] [--ctx N] [--steps N] [--seconds S] [--batch N] [--lr X] [--seed N]\n"
             "           [--threads N] [--print-every N]\n"
@@ -307,6 +310,98 @@ static int cmd_pretrain(int argc, char **argv) {
     return cli_pretrain_run(&p);
 }
 
+/* ---- generate ------------------------------------------------------------------------ */
+
+static int cmd_generate(int argc, char **argv) {
+    const char *model_dir = NULL, *prompt = NULL;
+    int max_new = 40;
+    mtft_generate_options go = MTFT_GENERATE_OPTIONS_INIT;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            printf("usage: mtft generate --model DIR --prompt TEXT [--max N] [--temperature T] [--top-k K] "
+                   "[--top-p P] [--seed N]\n  DIR holds config.json, model.safetensors, vocab.json, merges.txt "
+                   "(e.g. what mtft pretrain wrote); greedy unless --temperature > 0\n");
+            return 0;
+        }
+        const char *v = i + 1 < argc ? argv[++i] : NULL;
+        if (!v) {
+            fprintf(stderr, "mtft generate: %s needs a value\n", a);
+            return EXIT_USAGE;
+        }
+        if (!strcmp(a, "--model")) model_dir = v;
+        else if (!strcmp(a, "--prompt")) prompt = v;
+        else if (!strcmp(a, "--max")) max_new = atoi(v);
+        else if (!strcmp(a, "--temperature")) go.temperature = (float)atof(v);
+        else if (!strcmp(a, "--top-k")) go.top_k = atoi(v);
+        else if (!strcmp(a, "--top-p")) go.top_p = (float)atof(v);
+        else if (!strcmp(a, "--seed")) go.seed = strtoull(v, NULL, 10);
+        else {
+            fprintf(stderr, "mtft generate: unknown option '%s'\n", a);
+            return EXIT_USAGE;
+        }
+    }
+    if (!model_dir || !prompt || !*prompt || max_new < 1) {
+        fprintf(stderr, "mtft generate: --model DIR, a non-empty --prompt TEXT and --max >= 1 are required\n");
+        return EXIT_USAGE;
+    }
+    char p1[4200], p2[4200];
+    snprintf(p1, sizeof p1, "%s/vocab.json", model_dir);
+    snprintf(p2, sizeof p2, "%s/merges.txt", model_dir);
+    mtft_tokenizer *tok = NULL;
+    mtft_model *m = NULL;
+    int32_t *ids = NULL, *out = NULL;
+    char *text = NULL;
+    int ret = 0;
+    if (mtft_tokenizer_load_hf(&tok, p1, p2) < 0) {
+        ret = cli_fail("generate: tokenizer");
+        goto done;
+    }
+    if (mtft_model_load_hf(&m, model_dir) < 0) {
+        ret = cli_fail("generate: model");
+        goto done;
+    }
+    go.eos_id = mtft_tokenizer_token_to_id(tok, "<|endoftext|>");
+    size_t n = 0;
+    mtft_tokenizer_encode(tok, prompt, strlen(prompt), NULL, 0, &n);
+    const int ctx = mtft_model_get_config(m)->n_ctx;
+    if ((int)n + max_new > ctx) {
+        if ((int)n >= ctx) {
+            fprintf(stderr, "mtft generate: the prompt is %zu tokens, the model's context %d\n", n, ctx);
+            ret = EXIT_USAGE;
+            goto done;
+        }
+        max_new = ctx - (int)n;
+    }
+    ids = malloc((n ? n : 1) * sizeof *ids);
+    out = malloc((size_t)max_new * sizeof *out);
+    if (!ids || !out) {
+        ret = EXIT_RUNTIME;
+        goto done;
+    }
+    mtft_tokenizer_encode(tok, prompt, strlen(prompt), ids, n, &n);
+    int n_out = 0;
+    if (mtft_model_generate(m, ids, (int)n, max_new, &go, out, &n_out) < 0) {
+        ret = cli_fail("generate");
+        goto done;
+    }
+    size_t len = 0;
+    mtft_tokenizer_decode(tok, out, (size_t)n_out, NULL, 0, &len);
+    text = malloc(len + 1);
+    if (!text || mtft_tokenizer_decode(tok, out, (size_t)n_out, text, len + 1, &len) < 0) {
+        ret = cli_fail("generate: decoding");
+        goto done;
+    }
+    printf("%s%s\n", prompt, text);
+done:
+    free(ids);
+    free(out);
+    free(text);
+    mtft_model_free(m);
+    mtft_tokenizer_free(tok);
+    return ret;
+}
+
 int main(int argc, char **argv) {
     mtft_blas_ensure_fast_kernel(argc, argv);
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
@@ -328,6 +423,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "train")) return cli_cmd_train(argc - 2, argv + 2, 0);
     if (!strcmp(cmd, "eval")) return cli_cmd_train(argc - 2, argv + 2, 1);
     if (!strcmp(cmd, "predict")) return cli_cmd_predict(argc - 2, argv + 2);
+    if (!strcmp(cmd, "generate")) return cmd_generate(argc - 2, argv + 2);
     if (!strcmp(cmd, "merge")) return cli_cmd_merge(argc - 2, argv + 2);
     fprintf(stderr, "mtft: unknown command '%s'\n", cmd);
     usage(stderr);
