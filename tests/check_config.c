@@ -694,6 +694,14 @@ START_TEST(test_config_run_errors) {
                "run.yaml:4:20: balancer.dwa_temperature: sets the same option as train.dwa_temperature (line 2)", NULL);
     expect_err("pretrain:\n  texts: [a.txt]\n  n_ctx: 64\n  seq_len: 65\n", MTFT_ERANGE,
                "run.yaml:4:12: pretrain.seq_len: seq_len 65 exceeds n_ctx 64", NULL);
+    expect_err("tokenizer: {json: t.json, vocab: v.json, merges: m.txt}\n", MTFT_EINVAL,
+               "run.yaml:1:19: tokenizer.json: give either tokenizer.json or tokenizer.vocab + tokenizer.merges", NULL);
+    /* tokenizer.json alone: no vocab/merges derived from the base */
+    mtft_config *tc = NULL;
+    ck_assert_int_eq(load_str(&tc, "model: {base: m}\ntokenizer: {json: t.json}\n"), MTFT_OK);
+    ck_assert_str_eq(mtft_config_run(tc)->tokenizer_json, "/base/t.json");
+    ck_assert_ptr_null(mtft_config_run(tc)->tokenizer_vocab);
+    mtft_config_free(tc);
     /* a good gradient-level setup passes */
     mtft_config *cfg = NULL;
     ck_assert_int_eq(load_str(&cfg, "lora: {shared_rank: 4}\nbalancer: {method: cagrad, cagrad_c: 0.4}\n"), MTFT_OK);
