@@ -26,16 +26,20 @@ Every process gets the same OPENBLAS_CORETYPE (--coretype, else the value in
 the environment, else none: all then autodetect); the run stops unless all
 report the same OpenBLAS kernel.
 
-A round runs one gemm pass, one mtft step and one step of each torch mode, in
-an order rotated every round, with --gap seconds of sleep before each (so
-spinning thread pools of the previous process have gone idle). After
+A round runs --gemm-reps gemm passes directly followed by one step of each
+mtft mode, and one step of each torch mode, these units in an order rotated
+every round, with --gap seconds of sleep before each (so spinning thread
+pools of the previous process have gone idle). After
 --warmup rounds, --steps rounds are measured. Per shape it prints one JSON
 object:
   mtft_s, torch_s   median step time of the fastest mtft mode and of the
                     fastest torch mode
   ratio             mtft_s / torch_s; ratio_paired: median over rounds of
                     best-mode mtft step / best-mode torch step of the same round
-  mfu               model FLOP/s of mtft / sgemm FLOP/s (median gemm pass)
+  mfu               model FLOP/s of mtft / sgemm FLOP/s (medians over rounds;
+                    a round's sgemm figure is the median of its gemm passes);
+                    mfu_paired: median over rounds of the same ratio within
+                    the round (measured seconds apart: the VM's speed swings)
                     model FLOPs per step = 6 * N * B*T + 12 * L * T^2 * C * B,
                     N = matmul parameters = 12 L C^2 + V C (the tied LM head;
                     position embeddings and norms/biases excluded)
@@ -152,11 +156,18 @@ def compare(args, shape):
     names = list(workers)
     times = {n: [] for n in names}
     mtft_parts = {}
+    # units of a round: the gemm pass runs right before the mtft steps (so a
+    # round's MFU compares measurements seconds apart), then each torch mode
+    units = [["gemm"] + [n for n in names if n.startswith("mtft:")]] + [[n] for n in names if n.startswith("torch:")]
     for r in range(args.warmup + args.steps):
-        k = r % len(names)
-        for n in names[k:] + names[:k]:
+        k = r % len(units)
+        for n in [n for u in units[k:] + units[:k] for n in u]:
             time.sleep(args.gap)
-            res = workers[n].ask("gemm" if n == "gemm" else "step")
+            if n == "gemm":
+                res = [workers[n].ask("gemm") for _ in range(args.gemm_reps)]
+                res = {"gflops": statistics.median(x["gflops"] for x in res)}
+            else:
+                res = workers[n].ask("step")
             if r >= args.warmup:
                 times[n].append(res["gflops"] if n == "gemm" else res["step_s"])
                 if n.startswith("mtft:"):
@@ -173,6 +184,7 @@ def compare(args, shape):
     flops = model_flops(L, C, V, B, T)
     gf = med["gemm"]
     paired = statistics.median(m / t for m, t in zip(times[mbest], times[best]))
+    mfu_paired = statistics.median(flops / m / (g * 1e9) for m, g in zip(times[mbest], times["gemm"]))
     out = {
         "name": "train_step gpt2-%s" % shape,
         "mtft_s": round(med[mbest], 4),
@@ -180,6 +192,7 @@ def compare(args, shape):
         "ratio": round(med[mbest] / med[best], 3),
         "ratio_paired": round(paired, 3),
         "mfu": round(flops / med[mbest] / (gf * 1e9), 3),
+        "mfu_paired": round(mfu_paired, 3),
         "torch_mfu": round(flops / med[best] / (gf * 1e9), 3),
         "mtft_rss_mb": rss[mbest],
         "torch_rss_mb": rss[best],
@@ -210,6 +223,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--coretype", default=os.environ.get("OPENBLAS_CORETYPE"))
     ap.add_argument("--gap", type=float, default=0.2)
+    ap.add_argument("--gemm-reps", type=int, default=3)
     args = ap.parse_args()
     args.torch_modes = [m for m in args.torch_modes.split(",") if m]
     args.mtft_modes = [m for m in args.mtft_modes.split(",") if m]
