@@ -9,7 +9,8 @@
  * figure); OMP_NUM_THREADS=1 for single-thread numbers.
  * Prints a table and one JSON object per measurement; restarts itself on the
  * fast OpenBLAS kernel when needed (mtft_blas_ensure_fast_kernel). */
-#define _POSIX_C_SOURCE 200809L
+#include "bench_util.h" /* first: it sets _POSIX_C_SOURCE */
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,18 +19,6 @@
 
 #include "mtft/mtft.h"
 #include "tensor/blas.h"
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static double best(const double *v, int n) {
-    double m = v[0];
-    for (int i = 1; i < n; i++) m = v[i] < m ? v[i] : m;
-    return m;
-}
 
 /* The BLAS formulation: q [B,H,T,D], k/v [B,H,T,D] (no GQA here), causal. */
 static void blas_attention(const float *q, const float *k, const float *v, float *o, float *S, int B, int H, int T,
@@ -88,17 +77,17 @@ int main(int argc, char **argv) {
             mtft_tensor_set_requires_grad(g, tq, 1);
             mtft_tensor_set_requires_grad(g, tk, 1);
             mtft_tensor_set_requires_grad(g, tv, 1);
-            double t0 = now();
+            double t0 = bench_now();
             mtft_tensor *o = mtft_attention(g, tq, tk, tv, causal, NULL, 0);
-            double t1 = now();
+            double t1 = bench_now();
             if (!o) {
                 fprintf(stderr, "attention: %s\n", mtft_error_last()->message);
                 return 1;
             }
             mtft_graph_backward(g, o, mtft_tensor_data(o)); /* seed dO = O: any dense gradient */
-            double t2 = now();
+            double t2 = bench_now();
             blas_attention(q, k, v, ob, S, B, H, T, D, causal);
-            double t3 = now();
+            double t3 = bench_now();
             if (rep == 0) {
                 const float *od = mtft_tensor_data(o);
                 for (size_t i = 0; i < n; i++) maxdiff = fmaxf(maxdiff, fabsf(od[i] - ob[i]));
@@ -106,7 +95,7 @@ int main(int argc, char **argv) {
             }
             tf[rep - 1] = t1 - t0, tb[rep - 1] = t2 - t1, tl[rep - 1] = t3 - t2;
         }
-        const double f = best(tf, reps), b = best(tb, reps), l = best(tl, reps);
+        const double f = bench_best(tf, reps), b = bench_best(tb, reps), l = bench_best(tl, reps);
         const char *mode = causal ? "causal" : "bidirectional";
         printf("%-14s fused loops fwd %8.2f ms %6.1f GFLOP/s | bwd %8.2f ms | BLAS fwd %8.2f ms %6.1f GFLOP/s | "
                "max |diff| %.2g\n",

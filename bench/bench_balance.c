@@ -43,8 +43,9 @@
  * load is the 1-minute load average (/proc/loadavg) at the end of the run
  * (load_start at its start). */
 #ifndef _POSIX_C_SOURCE
-#define _POSIX_C_SOURCE 200809L /* clock_gettime */
 #endif
+#include "bench_util.h" /* first: it sets _POSIX_C_SOURCE */
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,44 +61,6 @@
 #include "tensor/tensor_impl.h"
 
 enum { K = 8, MAX_CFG = 16, PROMPT = 32 };
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static double cpu_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static double loadavg(void) {
-    double l = -1.0;
-    FILE *f = fopen("/proc/loadavg", "r");
-    if (f) {
-        if (fscanf(f, "%lf", &l) != 1) l = -1.0;
-        fclose(f);
-    }
-    return l;
-}
-
-static int cmp_d(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-/* Median of n values (sorts a copy). */
-static double median(const double *x, int n) {
-    double *c = malloc(sizeof(double) * (size_t)n);
-    if (!c) return NAN;
-    memcpy(c, x, sizeof(double) * (size_t)n);
-    qsort(c, (size_t)n, sizeof *c, cmp_d);
-    double m = n % 2 ? c[n / 2] : 0.5 * (c[n / 2 - 1] + c[n / 2]);
-    free(c);
-    return m;
-}
 
 static int fail(const char *what) {
     fprintf(stderr, "bench_balance: %s: %s\n", what, mtft_error_last()->message);
@@ -210,10 +173,10 @@ static int python_backward(bench *b) {
  * (i < 0: warm-up, not recorded). */
 static int step(bench *b, cfg *c, int i) {
     if (mtft_param_group_set_split(b->shared, c->split ? K : 0) < 0) return fail("set_split");
-    double t0 = now(), c0 = cpu_now();
+    double t0 = bench_now(), c0 = bench_cpu_now();
     mtft_adamw_zero_grad(b->opt);
     if (forward(b) < 0) return fail("forward");
-    double t1 = now();
+    double t1 = bench_now();
     float losses[K], w[K];
     for (int k = 0; k < K; k++) losses[k] = mtft_tensor_data(b->tl[k])[0];
     int grad_level = mtft_balancer_is_gradient_level(c->method) == 1;
@@ -222,7 +185,7 @@ static int step(bench *b, cfg *c, int i) {
     } else if (mtft_graph_backward(b->g, b->total, NULL) < 0) {
         return fail("backward");
     }
-    double t2 = now();
+    double t2 = bench_now();
     mtft_balance_input in = MTFT_BALANCE_INPUT_INIT;
     in.losses = losses;
     mtft_balance_output out = {w, NULL};
@@ -238,9 +201,9 @@ static int step(bench *b, cfg *c, int i) {
     } else if (mtft_balancer_step(c->bal, &in, &out) < 0) {
         return fail(c->name);
     }
-    double t3 = now();
+    double t3 = bench_now();
     if (mtft_adamw_step(b->opt) < 0) return fail("adamw");
-    double t4 = now(), c4 = cpu_now();
+    double t4 = bench_now(), c4 = bench_cpu_now();
     for (int k = 0; k < K; k++)
         if (!isfinite(losses[k])) {
             fprintf(stderr, "bench_balance: %s: loss of task %d is %g\n", c->name, k, (double)losses[k]);
@@ -304,7 +267,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     if (threads > 0) mtft_set_num_threads(threads);
-    double load0 = loadavg();
+    double load0 = bench_loadavg();
     bench b;
     memset(&b, 0, sizeof b);
     b.B = K;
@@ -439,7 +402,7 @@ int main(int argc, char **argv) {
             int c = (j + i) % nc;
             if (step(&b, &cf[c], i)) return 1;
         }
-    double load1 = loadavg();
+    double load1 = bench_loadavg();
     for (int i = 0; i < rounds; i++)
         for (int c = 0; c < nc; c++) {
             cf[c].ratio[i] = cf[c].t[i] / cf[0].t[i];
@@ -450,9 +413,9 @@ int main(int argc, char **argv) {
                "\"cpu_s\": %.4f, \"cpu_ratio\": %.3f, \"fwd_s\": %.4f, \"bwd_s\": %.4f, \"bal_s\": %.5f, "
                "\"opt_s\": %.5f, \"rounds\": %d, \"tasks\": %d, \"B\": %d, \"T\": %d, \"n_layer\": %d, "
                "\"P_shared\": %zu, \"threads\": %d, \"blas\": \"%s\", \"load\": %.2f, \"load_start\": %.2f}\n",
-               cf[c].name, cf[c].method_name, median(cf[c].t, rounds), median(cf[c].ratio, rounds),
-               median(cf[c].cpu, rounds), median(cf[c].cratio, rounds), median(cf[c].fwd, rounds),
-               median(cf[c].bwd, rounds), median(cf[c].balt, rounds), median(cf[c].optt, rounds), rounds, K, K, T,
+               cf[c].name, cf[c].method_name, bench_median(cf[c].t, rounds), bench_median(cf[c].ratio, rounds),
+               bench_median(cf[c].cpu, rounds), bench_median(cf[c].cratio, rounds), bench_median(cf[c].fwd, rounds),
+               bench_median(cf[c].bwd, rounds), bench_median(cf[c].balt, rounds), bench_median(cf[c].optt, rounds), rounds, K, K, T,
                L, b.P, mtft_get_num_threads(), mtft_blas_corename(), load1, load0);
     }
     fprintf(stderr, "bench_balance: arena %.1f MB\n", (double)mtft_graph_arena_capacity(b.g) / (1 << 20));

@@ -6,7 +6,8 @@
  *
  * Run it as it is: it restarts itself on the fast OpenBLAS kernel when
  * OpenBLAS fell back to a generic one (mtft_blas_ensure_fast_kernel). */
-#define _POSIX_C_SOURCE 200809L
+#include "bench_util.h" /* first: it sets _POSIX_C_SOURCE */
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,22 +15,6 @@
 
 #include "mtft/mtft.h"
 #include "tensor/blas.h"
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static int cmp_d(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_d);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 static float *rnd(size_t n, uint64_t seed) {
     float *x = malloc(n * sizeof *x);
@@ -48,11 +33,11 @@ static void bench_gemm(const char *name, int ta, int tb, int M, int N, int K) {
     double t[64];
     mtft__sgemm(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, N); /* warm up */
     for (int r = 0; r < reps; r++) {
-        double t0 = now();
+        double t0 = bench_now();
         mtft__sgemm(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, N);
-        t[r] = now() - t0;
+        t[r] = bench_now() - t0;
     }
-    double s = median(t, reps), gf = 2.0 * M * N * K / s * 1e-9;
+    double s = bench_median(t, reps), gf = 2.0 * M * N * K / s * 1e-9;
     printf("%-34s %8.3f ms %8.1f GFLOP/s\n", name, s * 1e3, gf);
     printf("{\"name\":\"sgemm %s\",\"M\":%d,\"N\":%d,\"K\":%d,\"trans_a\":%d,\"trans_b\":%d,\"median_s\":%.6g,"
            "\"gflops\":%.2f}\n",
@@ -83,9 +68,9 @@ static void bench_op(const char *name, op_fn fn, void *ctx, int ndim, const int6
         mtft_graph_reset(g);
         mtft_tensor *x = mtft_from_data(g, ndim, shape, x0);
         if (bwd) mtft_tensor_set_requires_grad(g, x, 1);
-        double t0 = now();
+        double t0 = bench_now();
         mtft_tensor *y = fn(g, x, ctx);
-        double t1 = now();
+        double t1 = bench_now();
         if (!y) {
             fprintf(stderr, "%s: %s\n", name, mtft_error_last()->message);
             exit(1);
@@ -94,22 +79,22 @@ static void bench_op(const char *name, op_fn fn, void *ctx, int ndim, const int6
             int64_t ny = mtft_tensor_numel(y);
             float *seed = malloc((size_t)ny * sizeof(float));
             for (int64_t i = 0; i < ny; i++) seed[i] = 1e-3f;
-            double t2 = now();
+            double t2 = bench_now();
             if (mtft_graph_backward(g, y, seed) < 0) {
                 fprintf(stderr, "%s: %s\n", name, mtft_error_last()->message);
                 exit(1);
             }
-            double t3 = now();
+            double t3 = bench_now();
             free(seed);
             if (r >= 0) tb[r] = t3 - t2;
         }
         if (r >= 0) tf[r] = t1 - t0;
     }
-    double sf = median(tf, reps);
+    double sf = bench_median(tf, reps);
     printf("%-34s fwd %8.3f ms %7.1f GB/s", name, sf * 1e3, bytes_fwd / sf * 1e-9);
     double sb = 0;
     if (bwd) {
-        sb = median(tb, reps);
+        sb = bench_median(tb, reps);
         printf("   bwd %8.3f ms %7.1f GB/s", sb * 1e3, bytes_bwd / sb * 1e-9);
     }
     printf("\n{\"name\":\"%s\",\"fwd_s\":%.6g,\"fwd_gbs\":%.2f,\"bwd_s\":%.6g,\"bwd_gbs\":%.2f}\n", name, sf,

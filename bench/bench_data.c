@@ -6,7 +6,8 @@
  *   bench_data [tasks_dir] [task] [tokenizer_dir]
  *   defaults:  data/tasks  spam_assassin  data/tokenizer/gpt2
  * The task directory holds train.jsonl, dev.jsonl, test.jsonl. */
-#define _POSIX_C_SOURCE 200809L
+#include "bench_util.h" /* first: it sets _POSIX_C_SOURCE */
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,12 +17,6 @@
 
 #include "mtft/data.h"
 #include "mtft/task.h"
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 typedef struct known {
     const char *name;
@@ -62,7 +57,7 @@ static int run_batches(mtft_task *t, int bucket_window, double min_seconds, doub
     int64_t idx[32];
     mtft_example_ref refs[32];
     int64_t examples = 0, tokens = 0, slots = 0, batches = 0;
-    double t0 = now(), el = 0;
+    double t0 = bench_now(), el = 0;
     do {
         int m = mtft_loader_next(ld, idx);
         if (m < 0) return -1;
@@ -77,7 +72,7 @@ static int run_batches(mtft_task *t, int bucket_window, double min_seconds, doub
         batches++;
         slots += (int64_t)b.n_rows * b.seq_len;
         for (int r = 0; r < b.n_rows; r++) tokens += b.valid_len[r];
-        el = now() - t0;
+        el = bench_now() - t0;
     } while (el < min_seconds);
     *ex_per_s = (double)examples / el;
     *pad_frac = slots ? 1.0 - (double)tokens / (double)slots : 0.0;
@@ -126,9 +121,9 @@ int main(int argc, char **argv) {
     /* 1. tokenize in memory */
     mtft_data_options d = MTFT_DATA_OPTIONS_INIT;
     d.log_progress = 0;
-    double t0 = now();
+    double t0 = bench_now();
     if (mtft_task_load(t, tok, &d) < 0) return fail("load");
-    double t_tok = now() - t0;
+    double t_tok = bench_now() - t0;
     int64_t n = 0, n_tokens = 0;
     for (int s = 0; s < MTFT_SPLIT_COUNT; s++) {
         n += mtft_task_count(t, (mtft_split)s);
@@ -143,14 +138,14 @@ int main(int argc, char **argv) {
     char cache[] = "/tmp/mtft_bench_data_XXXXXX";
     if (!mkdtemp(cache)) return 1;
     d.cache_dir = cache;
-    t0 = now();
+    t0 = bench_now();
     if (mtft_task_load(t, tok, &d) < 0 || mtft_task_cache_hit(t)) return fail("cache write");
-    double t_write = now() - t0;
+    double t_write = bench_now() - t0;
     char cache_file[1024];
     snprintf(cache_file, sizeof cache_file, "%s", mtft_task_cache_path(t));
-    t0 = now();
+    t0 = bench_now();
     if (mtft_task_load(t, tok, &d) < 0 || !mtft_task_cache_hit(t)) return fail("cache hit");
-    double t_hit = now() - t0;
+    double t_hit = bench_now() - t0;
 
     /* 4. batches from the mapped cache */
     double eps_plain, pad_plain, eps_bucket, pad_bucket;

@@ -3,19 +3,14 @@
  *   bench_gradbal [P] [reps]      (default P = 2000000, reps = 5)
  * Prints, per K: Gram time and the effective read bandwidth (K P floats),
  * and each method's total time (Gram + small math + the combine pass). */
-#define _POSIX_C_SOURCE 200809L
+#include "bench_util.h" /* first: it sets _POSIX_C_SOURCE */
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 
 #include "balance/gradbal.h"
 #include "mtft/mtft.h"
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
 
 int main(int argc, char **argv) {
     int64_t P = argc > 1 ? atoll(argv[1]) : 2000000;
@@ -44,9 +39,9 @@ int main(int argc, char **argv) {
         }
         double G[256], best = 1e30;
         for (int i = 0; i < reps; i++) {
-            double t0 = now();
+            double t0 = bench_now();
             mtft__gram(K, P, g, G);
-            double t = now() - t0;
+            double t = bench_now() - t0;
             if (t < best) best = t;
         }
         printf("K=%2d gram        %8.2f ms  %6.2f GB/s read\n", K, best * 1e3, (double)K * P * 4 / best / 1e9);
@@ -60,7 +55,7 @@ int main(int argc, char **argv) {
                     init[k] = 2.0f;
                     gw[k] = 1.0f;
                 }
-                double t0 = now();
+                double t0 = bench_now();
                 int rc;
                 switch (m) {
                 case 0: rc = mtft__pcgrad(K, P, g, &r, out, w); break;
@@ -71,7 +66,7 @@ int main(int argc, char **argv) {
                 case 5: rc = mtft__nash_mtl(K, P, g, alpha, 20, out, w); break;
                 default: rc = mtft__gradnorm(K, P, g, losses, init, 1.5f, 0.025f, gw, out); break;
                 }
-                double t = now() - t0;
+                double t = bench_now() - t0;
                 if (rc != MTFT_OK) printf("  %s: %s\n", names[m], mtft_error_last()->message);
                 if (t < bm) bm = t;
             }

@@ -10,7 +10,8 @@
  *    (row slices, as mtft_multitask_forward runs them), against one head on
  *    all B rows: the per-task overhead of the heads.
  * Prints a line per case and a JSON line per case. */
-#define _POSIX_C_SOURCE 200809L
+#include "bench_util.h" /* first: it sets _POSIX_C_SOURCE */
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,12 +20,6 @@
 #include "mtft/head.h"
 #include "mtft/model.h"
 #include "mtft/tensor.h"
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static int die(const char *what) {
     fprintf(stderr, "bench_heads: %s: %s\n", what, mtft_error_last()->message);
@@ -76,7 +71,7 @@ int main(int argc, char **argv) {
         for (int way = 0; way < 2; way++) {
             mtft_param_group_zero_grad(mtft_model_base_group(m));
             mtft_graph_reset(g);
-            const double t0 = now();
+            const double t0 = bench_now();
             mtft_tensor *h = mtft_from_data(g, 3, shape, x);
             mtft_tensor_set_requires_grad(g, h, 1);
             mtft_tensor *l;
@@ -87,7 +82,7 @@ int main(int argc, char **argv) {
                 l = mtft_cross_entropy(g, mtft_head_forward(lm, g, m, h, NULL), lab, MTFT_HEAD_IGNORE_INDEX, 0.0f);
             }
             if (!l || mtft_graph_backward(g, l, NULL) < 0) return die("lm step");
-            const double dt = now() - t0;
+            const double dt = bench_now() - t0;
             if (rep > 0 && dt < best[way]) best[way] = dt; /* rep 0 warms the arena */
             loss[way] = mtft_tensor_data(l)[0];
         }
@@ -111,7 +106,7 @@ int main(int argc, char **argv) {
     for (int rep = 0; rep <= reps * 5; rep++) {
         for (int way = 0; way < 2; way++) {
             mtft_graph_reset(g);
-            const double t0 = now();
+            const double t0 = bench_now();
             mtft_tensor *h = mtft_from_data(g, 3, shape, x);
             mtft_tensor_set_requires_grad(g, h, 1);
             mtft_tensor *sum = NULL;
@@ -123,7 +118,7 @@ int main(int argc, char **argv) {
                 sum = sum ? mtft_add(g, sum, l) : l;
             }
             if (!sum || mtft_graph_backward(g, sum, NULL) < 0) return die("cls step");
-            const double dt = now() - t0;
+            const double dt = bench_now() - t0;
             if (rep > 0 && dt < hb[way]) hb[way] = dt;
         }
     }

@@ -6,7 +6,8 @@
  *   ./build/bench_optim_extra [N] [reps]      (defaults 16777216 5)
  *
  * Prints the median time of each. */
-#define _POSIX_C_SOURCE 200809L
+#include "bench_util.h" /* first: it sets _POSIX_C_SOURCE */
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,22 +15,6 @@
 
 #include "mtft/metrics.h"
 #include "mtft/mtft.h"
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static int cmp_d(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_d);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 #define CHECK(x)                                                                        \
     do {                                                                                \
@@ -71,22 +56,22 @@ int main(int argc, char **argv) {
     CHECK(mtft_sgd_add_group(sgd, pg, NULL));
     double tc[100], ts[100], tg[100], norm = 0;
     for (int r = 0; r < reps; r++) {
-        double t0 = now();
+        double t0 = bench_now();
         CHECK(mtft_clip_grad_norm(gs, 1, 1e9f, &norm));
-        double t1 = now();
+        double t1 = bench_now();
         CHECK(mtft_sam_perturb(sam, gs, 1, 0.05f, NULL));
         CHECK(mtft_sam_restore(sam));
-        double t2 = now();
+        double t2 = bench_now();
         CHECK(mtft_sgd_step(sgd));
-        double t3 = now();
+        double t3 = bench_now();
         tc[r] = t1 - t0;
         ts[r] = t2 - t1;
         tg[r] = t3 - t2;
     }
     printf("threads %d, %lld floats\n", mtft_get_num_threads(), (long long)n);
-    printf("clip_grad_norm        %8.2f ms  (norm %.4f)\n", 1e3 * median(tc, reps), norm);
-    printf("sam perturb+restore   %8.2f ms\n", 1e3 * median(ts, reps));
-    printf("sgd momentum step     %8.2f ms\n", 1e3 * median(tg, reps));
+    printf("clip_grad_norm        %8.2f ms  (norm %.4f)\n", 1e3 * bench_median(tc, reps), norm);
+    printf("sam perturb+restore   %8.2f ms\n", 1e3 * bench_median(ts, reps));
+    printf("sgd momentum step     %8.2f ms\n", 1e3 * bench_median(tg, reps));
     mtft_sgd_free(sgd);
     mtft_sam_free(sam);
     mtft_param_group_free(pg);
@@ -103,11 +88,11 @@ int main(int argc, char **argv) {
     }
     double v, tm[100];
     for (int r = 0; r < reps; r++) {
-        double t0 = now();
+        double t0 = bench_now();
         CHECK(mtft_metric_chrf(hyp, ref, P, &v));
-        tm[r] = now() - t0;
+        tm[r] = bench_now() - t0;
     }
-    printf("chrf, %d pairs        %8.2f ms  (chrF %.3f)\n", P, 1e3 * median(tm, reps), v);
+    printf("chrf, %d pairs        %8.2f ms  (chrF %.3f)\n", P, 1e3 * bench_median(tm, reps), v);
     float *a = malloc(V * sizeof *a), *b = malloc(V * sizeof *b);
     if (!a || !b) return 1;
     for (int i = 0; i < V; i++) {
@@ -116,11 +101,11 @@ int main(int argc, char **argv) {
         b[i] = a[i] + (float)(x % 17);
     }
     for (int r = 0; r < reps; r++) {
-        double t0 = now();
+        double t0 = bench_now();
         CHECK(mtft_metric_spearman(a, b, V, &v));
-        tm[r] = now() - t0;
+        tm[r] = bench_now() - t0;
     }
-    printf("spearman, %d values %8.2f ms  (rho %.4f)\n", V, 1e3 * median(tm, reps), v);
+    printf("spearman, %d values %8.2f ms  (rho %.4f)\n", V, 1e3 * bench_median(tm, reps), v);
     free(a);
     free(b);
     return 0;

@@ -16,35 +16,18 @@
  * time per step, all threads: a check when the machine is shared),
  * "mtft_rss_mb" (peak RSS), ...} */
 #ifndef _POSIX_C_SOURCE
-#define _POSIX_C_SOURCE 200809L /* clock_gettime, getrusage */
 #endif
+#include "bench_util.h" /* first: it sets _POSIX_C_SOURCE */
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <time.h>
 
 #include "mtft/model.h"
 #include "mtft/optim.h"
 #include "mtft/peft.h"
 #include "mtft/tensor.h"
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static double cpu_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_d(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
 
 static int fail(const char *what) {
     fprintf(stderr, "bench_peft: %s: %s\n", what, mtft_error_last()->message);
@@ -113,7 +96,7 @@ int main(int argc, char **argv) {
     double *times = malloc(sizeof(double) * (size_t)steps), *cpu = malloc(sizeof(double) * (size_t)steps);
     double loss_v = 0.0;
     for (int s = 0; s <= steps; s++) {
-        double t0 = now(), c0 = cpu_now();
+        double t0 = bench_now(), c0 = bench_cpu_now();
         mtft_graph_reset(g);
         mtft_adamw_zero_grad(opt);
         if (p && mtft_peft_set_batch(p, g, off) < 0) return fail("set_batch");
@@ -129,20 +112,18 @@ int main(int argc, char **argv) {
         if (!loss) return fail("forward");
         if (mtft_graph_backward(g, loss, NULL) < 0) return fail("backward");
         if (mtft_adamw_step(opt) < 0) return fail("adamw step");
-        double t1 = now();
+        double t1 = bench_now();
         loss_v = mtft_tensor_data(loss)[0];
         if (s > 0) { /* step 0 warms up the arena */
             times[s - 1] = t1 - t0;
-            cpu[s - 1] = cpu_now() - c0;
+            cpu[s - 1] = bench_cpu_now() - c0;
         }
     }
-    qsort(times, (size_t)steps, sizeof *times, cmp_d);
-    qsort(cpu, (size_t)steps, sizeof *cpu, cmp_d);
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
+    qsort(times, (size_t)steps, sizeof *times, bench_cmp_double);
+    qsort(cpu, (size_t)steps, sizeof *cpu, bench_cmp_double);
     printf("{\"name\": \"%s\", \"B\": %d, \"T\": %d, \"n_layer\": %d, \"tasks\": %d, \"mtft_s\": %.4f, "
            "\"mtft_min_s\": %.4f, \"mtft_cpu_s\": %.4f, \"mtft_rss_mb\": %.1f, \"loss\": %.4f, \"threads\": %d, \"blas\": \"%s\"}\n",
-           mode, B, T, L, K, times[steps / 2], times[0], cpu[steps / 2], (double)ru.ru_maxrss / 1024.0, loss_v,
+           mode, B, T, L, K, times[steps / 2], times[0], cpu[steps / 2], bench_peak_rss_mb(), loss_v,
            mtft_get_num_threads(), mtft_blas_corename());
     free(times);
     free(cpu);

@@ -6,18 +6,13 @@
  *   ./build/bench_rows [reps]      (default 5; OMP_NUM_THREADS=1 for one thread)
  *
  * Prints a table and one JSON object per measurement. */
-#define _POSIX_C_SOURCE 200809L
+#include "bench_util.h" /* first: it sets _POSIX_C_SOURCE */
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 
 #include "mtft/mtft.h"
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 static void report(const char *name, double fwd, double bwd, int64_t elems) {
     printf("%-34s fwd %8.2f ms  bwd %8.2f ms  (%.2f ns/element fwd)\n", name, fwd * 1e3, bwd * 1e3,
@@ -49,17 +44,17 @@ int main(int argc, char **argv) {
             mtft_graph_reset(g);
             mtft_tensor *tx = mtft_from_data(g, 2, op == 2 ? sd : sh, x);
             mtft_tensor_set_requires_grad(g, tx, 1);
-            double t0 = now();
+            double t0 = bench_now();
             mtft_tensor *y = op == 0 ? mtft_cross_entropy(g, tx, t, -100, 0.1f)
                              : op == 1 ? mtft_softmax(g, tx)
                                        : mtft_dropout(g, tx, 0.1f);
-            double t1 = now();
+            double t1 = bench_now();
             if (!y) {
                 fprintf(stderr, "%s\n", mtft_error_last()->message);
                 return 1;
             }
             if (mtft_graph_backward(g, y, op == 0 ? NULL : mtft_tensor_data(y)) < 0) return 1;
-            double t2 = now();
+            double t2 = bench_now();
             if (rep && t1 - t0 < bf) bf = t1 - t0;
             if (rep && t2 - t1 < bb) bb = t2 - t1;
         }

@@ -7,6 +7,8 @@
  * the source tree. "cold" clears the word cache before each run (every
  * distinct word goes through BPE once per run); "warm" runs with the cache
  * already filled. --train also times BPE training on the text to VOCAB. */
+#include "bench_util.h" /* first: it sets _POSIX_C_SOURCE */
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,22 +18,6 @@
 #include "tokenizer/tokenizer_impl.h"
 
 #define RUNS 5
-
-static double now(void) {
-    struct timespec ts;
-    timespec_get(&ts, TIME_UTC);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 static char *read_all(const char *path, size_t *len) {
     FILE *f = fopen(path, "rb");
@@ -91,14 +77,14 @@ int main(int argc, char **argv) {
         fprintf(stderr, "cannot read %s\n", text_path);
         return 1;
     }
-    double t0 = now();
+    double t0 = bench_now();
     mtft_tokenizer *tok = NULL;
     if (mtft_tokenizer_load_gpt2(&tok, enc_path, bpe_path) != MTFT_OK) {
         fprintf(stderr, "%s\n", mtft_error_last()->message);
         free(text);
         return 1;
     }
-    double load_s = now() - t0;
+    double load_s = bench_now() - t0;
 
     size_t need = 0;
     mtft_tokenizer_encode(tok, text, len, NULL, 0, &need);
@@ -107,23 +93,23 @@ int main(int argc, char **argv) {
     size_t n = 0;
     for (int r = 0; r < RUNS; r++) {
         mtft_tokenizer__cache_clear(&tok->cache);
-        t0 = now();
+        t0 = bench_now();
         mtft_tokenizer_encode(tok, text, len, ids, need, &n);
-        cold[r] = (double)len / 1e6 / (now() - t0);
+        cold[r] = (double)len / 1e6 / (bench_now() - t0);
     }
     for (int r = 0; r < RUNS; r++) {
-        t0 = now();
+        t0 = bench_now();
         mtft_tokenizer_encode(tok, text, len, ids, need, &n);
-        warm[r] = (double)len / 1e6 / (now() - t0);
+        warm[r] = (double)len / 1e6 / (bench_now() - t0);
     }
     /* decode */
     char *out = malloc(len + 1);
     double dec[RUNS];
     size_t outlen = 0;
     for (int r = 0; r < RUNS; r++) {
-        t0 = now();
+        t0 = bench_now();
         mtft_tokenizer_decode(tok, ids, n, out, len + 1, &outlen);
-        dec[r] = (double)len / 1e6 / (now() - t0);
+        dec[r] = (double)len / 1e6 / (bench_now() - t0);
     }
     int ok = outlen == len && memcmp(out, text, len) == 0;
 
@@ -133,12 +119,12 @@ int main(int argc, char **argv) {
         mtft_bpe_train_options o = MTFT_BPE_TRAIN_OPTIONS_INIT;
         o.vocab_size = train_vocab;
         mtft_tokenizer *tt = NULL;
-        t0 = now();
+        t0 = bench_now();
         if (mtft_tokenizer_train(&tt, text, len, &o) != MTFT_OK) {
             fprintf(stderr, "train: %s\n", mtft_error_last()->message);
             return 1;
         }
-        train_s = now() - t0;
+        train_s = bench_now() - t0;
         trained = mtft_tokenizer_vocab_size(tt);
         mtft_tokenizer_free(tt);
     }
@@ -146,8 +132,8 @@ int main(int argc, char **argv) {
     printf("{\"bench\": \"tokenizer\", \"text\": \"%s\", \"bytes\": %zu, \"tokens\": %zu, \"bytes_per_token\": %.3f, "
            "\"threads\": 1, \"runs\": %d, \"encode_mbps_cold\": %.2f, \"encode_mbps_warm\": %.2f, "
            "\"decode_mbps\": %.1f, \"load_s\": %.3f, \"roundtrip_ok\": %s",
-           base ? base + 1 : text_path, len, n, n ? (double)len / (double)n : 0.0, RUNS, median(cold, RUNS),
-           median(warm, RUNS), median(dec, RUNS), load_s, ok ? "true" : "false");
+           base ? base + 1 : text_path, len, n, n ? (double)len / (double)n : 0.0, RUNS, bench_median(cold, RUNS),
+           bench_median(warm, RUNS), bench_median(dec, RUNS), load_s, ok ? "true" : "false");
     if (train_vocab > 0) printf(", \"train_vocab\": %d, \"train_s\": %.3f", (int)trained, train_s);
     printf("}\n");
     free(out);
