@@ -1,4 +1,5 @@
-/* Internal: small dense solvers for the gradient balancers. Every matrix here
+/* Internal: small dense solvers for the gradient balancers (mtft__sym_eig also
+ * serves merge's truncated SVD, src/merge/svd.c). Every matrix here
  * is K x K with K the number of tasks (a handful), row-major doubles. None of
  * them needs LAPACK; all allocate only O(K^2) scratch (mtft__malloc) and
  * return MTFT_OK or a negative mtft_status with the last error set.

@@ -24,9 +24,4 @@ uint64_t mtft_merge__fnv1a(uint64_t h, const void *data, size_t n);
  * space, e.g. when rank(M) <= k + 8 or k + 8 >= min(rows, cols). */
 int mtft_merge__svd(const float *M, int64_t rows, int64_t cols, int k, uint64_t seed, float *U, float *S, float *Vt);
 
-/* Jacobi eigendecomposition of a symmetric n x n matrix A (destroyed):
- * eigenvalues into w (descending), eigenvectors into the columns of V
- * (n x n, row-major). */
-void mtft_merge__jacobi_eig(double *A, int n, double *w, double *V);
-
 #endif

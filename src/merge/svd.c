@@ -1,64 +1,13 @@
 /* Truncated SVD for re-factoring merged LoRA deltas to rank r: a randomized
  * range finder (Halko, Martinsson & Tropp 2011, Alg. 4.4 with q = 2 power
- * iterations) and a cyclic Jacobi eigendecomposition of the small Gram
- * matrix B B^T, B = Q^T M. All in double. */
+ * iterations) and the eigendecomposition of the small Gram matrix B B^T,
+ * B = Q^T M, by the library's one cyclic Jacobi solver (mtft__sym_eig in
+ * src/balance/linalg.c). All in double. */
 #include <math.h>
 #include <string.h>
 
+#include "balance/linalg.h" /* mtft__sym_eig: balance sits below merge */
 #include "merge_impl.h"
-
-void mtft_merge__jacobi_eig(double *A, int n, double *w, double *V) {
-    for (int i = 0; i < n; i++)
-        for (int j = 0; j < n; j++) V[i * n + j] = i == j ? 1.0 : 0.0;
-    for (int sweep = 0; sweep < 100; sweep++) {
-        double off = 0, diag = 0;
-        for (int i = 0; i < n; i++) {
-            diag += A[i * n + i] * A[i * n + i];
-            for (int j = i + 1; j < n; j++) off += A[i * n + j] * A[i * n + j];
-        }
-        if (off <= 1e-30 * (diag > 0 ? diag : 1.0)) break;
-        for (int p = 0; p < n; p++)
-            for (int q = p + 1; q < n; q++) {
-                double apq = A[p * n + q];
-                if (apq == 0) continue;
-                double app = A[p * n + p], aqq = A[q * n + q];
-                double theta = (aqq - app) / (2 * apq);
-                double t = (theta >= 0 ? 1.0 : -1.0) / (fabs(theta) + sqrt(theta * theta + 1));
-                double c = 1 / sqrt(t * t + 1), s = t * c;
-                for (int k = 0; k < n; k++) { /* A <- A J (columns p, q) */
-                    double akp = A[k * n + p], akq = A[k * n + q];
-                    A[k * n + p] = c * akp - s * akq;
-                    A[k * n + q] = s * akp + c * akq;
-                }
-                for (int k = 0; k < n; k++) { /* A <- J^T A (rows p, q) */
-                    double apk = A[p * n + k], aqk = A[q * n + k];
-                    A[p * n + k] = c * apk - s * aqk;
-                    A[q * n + k] = s * apk + c * aqk;
-                }
-                for (int k = 0; k < n; k++) { /* V <- V J */
-                    double vkp = V[k * n + p], vkq = V[k * n + q];
-                    V[k * n + p] = c * vkp - s * vkq;
-                    V[k * n + q] = s * vkp + c * vkq;
-                }
-            }
-    }
-    for (int i = 0; i < n; i++) w[i] = A[i * n + i];
-    /* sort descending (selection sort; n is small), columns of V along */
-    for (int i = 0; i < n; i++) {
-        int best = i;
-        for (int j = i + 1; j < n; j++)
-            if (w[j] > w[best]) best = j;
-        if (best == i) continue;
-        double tw = w[i];
-        w[i] = w[best];
-        w[best] = tw;
-        for (int k = 0; k < n; k++) {
-            double tv = V[k * n + i];
-            V[k * n + i] = V[k * n + best];
-            V[k * n + best] = tv;
-        }
-    }
-}
 
 /* Orthonormalise the kk columns of Y [rows, kk] in place (modified
  * Gram-Schmidt, twice for stability); a column that vanishes becomes 0. */
@@ -140,7 +89,11 @@ int mtft_merge__svd(const float *M, int64_t rows, int64_t cols, int k, uint64_t 
             for (int64_t c = 0; c < cols; c++) s += Z[c * kk + i] * Z[c * kk + j];
             G[i * kk + j] = G[j * kk + i] = s;
         }
-    mtft_merge__jacobi_eig(G, kk, ev, W);
+    int rc = mtft__sym_eig(kk, G, ev, W, 0);
+    if (rc < 0) {
+        mtft__free(Om), mtft__free(Y), mtft__free(Z), mtft__free(G), mtft__free(W), mtft__free(ev);
+        return rc;
+    }
     /* sigma_j = sqrt(ev_j); U_j = Q W_j; V_j = B^T W_j / sigma_j */
     for (int j = 0; j < k; j++) {
         double sig = sqrt(ev[j] > 0 ? ev[j] : 0.0);
