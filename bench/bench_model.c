@@ -9,7 +9,8 @@
  * Worker for bench/compare_model.py (side by side with bench/model_torch.py):
  *   bench_model --serve SHAPE [--threads N]
  *     reads commands from stdin, one per line, answers one JSON line each:
- *       step  -> {"step_s":..,"fwd_s":..,"bwd_s":..,"opt_s":..,"loss":..}
+ *       step  -> {"step_s":..,"fwd_s":..,"bwd_s":..,"opt_s":..,"cpu_s":..,"loss":..}
+ *                (cpu_s: process CPU time of the step, all threads)
  *       quit  -> {"rss_mb":..} (peak RSS of this process) and exits
  *     the first line it prints describes the model ({"ready":..}).
  *   bench_model --serve-gemm [--threads N]
@@ -32,6 +33,12 @@
 static double now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static double cpu_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
@@ -193,14 +200,16 @@ static int serve_model(const char *shape) {
         if (strncmp(line, "step", 4) == 0) {
             double t[4];
             float loss;
+            const double c0 = cpu_now();
             if (bench_step(&b, t, &loss) < 0) {
                 fprintf(stderr, "bench_model: %s\n", mtft_error_last()->message);
                 printf("{\"error\":\"step failed\"}\n");
                 rc = 1;
                 break;
             }
-            printf("{\"step_s\":%.6f,\"fwd_s\":%.6f,\"bwd_s\":%.6f,\"opt_s\":%.6f,\"loss\":%.5f}\n", t[0], t[1], t[2],
-                   t[3], (double)loss);
+            const double cpu = cpu_now() - c0;
+            printf("{\"step_s\":%.6f,\"fwd_s\":%.6f,\"bwd_s\":%.6f,\"opt_s\":%.6f,\"cpu_s\":%.6f,\"loss\":%.5f}\n", t[0],
+                   t[1], t[2], t[3], cpu, (double)loss);
         } else if (strncmp(line, "quit", 4) == 0) {
             printf("{\"rss_mb\":%.1f}\n", peak_rss_mb());
             fflush(stdout);

@@ -44,6 +44,9 @@ object:
                     N = matmul parameters = 12 L C^2 + V C (the tied LM head;
                     position embeddings and norms/biases excluded)
   torch_mfu         the same for torch
+  mtft_cpu_s, torch_cpu_s, cpu_ratio   median process CPU time per step (all
+                    threads; steadier than wall time on a shared machine, but
+                    it counts spinning waits as work)
   mtft_rss_mb, torch_rss_mb   peak RSS (getrusage ru_maxrss) of each process
   load              1-minute load average before and after the comparison
 """
@@ -155,6 +158,7 @@ def compare(args, shape):
         print("# %s: %s" % (n, json.dumps(w.info)), file=sys.stderr)
     names = list(workers)
     times = {n: [] for n in names}
+    cpus = {n: [] for n in names}
     mtft_parts = {}
     # units of a round: the gemm pass runs right before the mtft steps (so a
     # round's MFU compares measurements seconds apart), then each torch mode
@@ -170,6 +174,8 @@ def compare(args, shape):
                 res = workers[n].ask("step")
             if r >= args.warmup:
                 times[n].append(res["gflops"] if n == "gemm" else res["step_s"])
+                if "cpu_s" in res:
+                    cpus[n].append(res["cpu_s"])
                 if n.startswith("mtft:"):
                     mtft_parts.setdefault(n, []).append((res["fwd_s"], res["bwd_s"], res["opt_s"]))
         print("# %s round %d: %s" % (shape, r, " ".join("%s=%.3f" % (n, times[n][-1]) for n in names if times[n])
@@ -194,6 +200,10 @@ def compare(args, shape):
         "mfu": round(flops / med[mbest] / (gf * 1e9), 3),
         "mfu_paired": round(mfu_paired, 3),
         "torch_mfu": round(flops / med[best] / (gf * 1e9), 3),
+        "mtft_cpu_s": round(statistics.median(cpus[mbest]), 4) if cpus[mbest] else None,
+        "torch_cpu_s": round(statistics.median(cpus[best]), 4) if cpus[best] else None,
+        "cpu_ratio": round(statistics.median(cpus[mbest]) / statistics.median(cpus[best]), 3)
+        if cpus[mbest] and cpus[best] else None,
         "mtft_rss_mb": rss[mbest],
         "torch_rss_mb": rss[best],
         "mtft_mode": mbest[len("mtft:"):],

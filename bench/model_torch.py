@@ -8,7 +8,8 @@ Standalone:
   /usr/bin/python3 bench/model_torch.py [gpt2|llama] [B] [T] [n_layer] [steps]   (C 768, H 12, V 50257)
 Worker for bench/compare_model.py (the same line protocol as bench_model --serve):
   /usr/bin/python3 bench/model_torch.py --serve SHAPE
-    stdin "step" -> {"step_s":..,"loss":..};  "quit" -> {"rss_mb":..} (peak RSS of this process)
+    stdin "step" -> {"step_s":..,"cpu_s":..,"loss":..};  "quit" -> {"rss_mb":..} (peak RSS of this process)
+    (cpu_s: process CPU time of the step, all threads)
 
 Threads: --threads N calls torch.set_num_threads(N) (default: TORCH_THREADS,
 else all cores). OpenBLAS threads come from the environment
@@ -140,12 +141,12 @@ def build(arch, L, C, H, V, B, T):
     tg = torch.randint(0, V, (B * T,))
 
     def step():
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         opt.zero_grad(set_to_none=False)
         loss = F.cross_entropy(m(ids).view(-1, V), tg)
         loss.backward()
         opt.step()
-        return time.perf_counter() - t0, loss.item()
+        return time.perf_counter() - t0, loss.item(), time.process_time() - c0
 
     n_params = sum(p.numel() for p in m.parameters())
     return step, n_params
@@ -191,8 +192,8 @@ def main():
         for line in sys.stdin:
             cmd = line.strip()
             if cmd == "step":
-                s, loss = step()
-                print(json.dumps({"step_s": round(s, 6), "loss": round(loss, 5)}), flush=True)
+                s, loss, cpu = step()
+                print(json.dumps({"step_s": round(s, 6), "cpu_s": round(cpu, 6), "loss": round(loss, 5)}), flush=True)
             elif cmd == "quit":
                 print(json.dumps({"rss_mb": round(peak_rss_mb(), 1)}), flush=True)
                 return
@@ -202,7 +203,7 @@ def main():
 
     times = []
     for s in range(steps + 1):
-        dt, loss = step()
+        dt, loss, _ = step()
         if s:
             times.append(dt)
             print("step %d: loss %.4f, %.1f ms" % (s, loss, 1e3 * dt))
