@@ -10,6 +10,7 @@
 
 #include "io/json.h"
 #include "merger_impl.h"
+#include "peft/lora_delta.h" /* peft sits below merge */
 #include "mtft/io.h"
 
 /* ---- small helpers ------------------------------------------------------------------ */
@@ -282,7 +283,7 @@ static int read_adapter_config(merge_input *in, const char *dir) {
     }
     int rslora = mtft_json__bool(mtft_json__get(cfg, "use_rslora"));
     in->rank = (int)r;
-    in->scale = (float)(rslora ? alpha / sqrt((double)r) : alpha / (double)r);
+    in->scale = mtft_peft__lora_scale((float)alpha, r, rslora);
     mtft_json *ff = mtft_json__get(cfg, "fan_in_fan_out");
     in->fan_in_fan_out = mtft_json__type(ff) == MTFT_JSON_BOOL ? mtft_json__bool(ff) : -1;
     const char *bm = mtft_json__string(mtft_json__get(cfg, "base_model_name_or_path"));
@@ -577,15 +578,8 @@ int mtft_merge__delta(mtft_merger *m, int t, int ti, const float *base, float *o
         if (rc == MTFT_OK) rc = mtft_safetensors_read_f32(in->st, mtft_safetensors_name(in->st, pr->a_idx), A, -1, NULL);
         if (rc == MTFT_OK) rc = mtft_safetensors_read_f32(in->st, mtft_safetensors_name(in->st, pr->b_idx), B, -1, NULL);
         if (rc == MTFT_OK) {
-            /* delta W [O, I] = scale * B [O, r] A [r, I]; Conv1D stores W^T [I, O] */
-            for (int64_t o = 0; o < O; o++)
-                for (int64_t c = 0; c < I; c++) {
-                    double s = 0;
-                    for (int64_t j = 0; j < r; j++) s += (double)B[o * r + j] * A[j * I + c];
-                    float v = (float)(s * in->scale);
-                    if (pr->conv1d) out[c * O + o] = v;
-                    else out[o * I + c] = v;
-                }
+            /* delta W [O, I] = scale * B [O, r] A [r, I]; Conv1D stores W^T [I, O] (out is zero) */
+            mtft_peft__lora_delta_add(out, A, B, r, I, O, in->scale, pr->conv1d);
             *touched = 1;
         }
         mtft__free(A);

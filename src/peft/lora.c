@@ -7,6 +7,7 @@
 
 #include "../io/json.h"
 #include "mtft/io.h"
+#include "lora_delta.h"
 #include "peft_impl.h"
 
 void mtft_peft__lora_free(mtft_peft_lora *lo, int n_slots) {
@@ -61,7 +62,7 @@ int mtft_peft_add_lora(mtft_peft *p, int task, const mtft_lora_options *o, mtft_
     lo->alpha = o->alpha;
     lo->dropout = o->dropout;
     lo->use_rslora = o->use_rslora ? 1 : 0;
-    lo->scale = lo->use_rslora ? o->alpha / sqrtf((float)o->rank) : o->alpha / (float)o->rank;
+    lo->scale = mtft_peft__lora_scale(o->alpha, o->rank, lo->use_rslora);
     int found = 0;
     for (int l = 0; l < p->n_layer; l++) {
         int sel = mtft_peft__layer_selected(o->layers, l, p->n_layer);
@@ -111,6 +112,21 @@ fail:
 
 /* ---- merge ------------------------------------------------------------------------ */
 
+float mtft_peft__lora_scale(float alpha, int64_t rank, int rslora) {
+    return rslora ? alpha / sqrtf((float)rank) : alpha / (float)rank;
+}
+
+void mtft_peft__lora_delta_add(float *W, const float *A, const float *B, int64_t R, int64_t in, int64_t out,
+                               float scale, int conv1d) {
+#pragma omp parallel for if (in * out * R > 1000000)
+    for (int64_t o = 0; o < out; o++)
+        for (int64_t j = 0; j < in; j++) {
+            double acc = 0.0;
+            for (int64_t r = 0; r < R; r++) acc += (double)B[o * R + r] * A[r * in + j];
+            W[conv1d ? j * out + o : o * in + j] += (float)(acc * scale);
+        }
+}
+
 static int get_lora(mtft_peft *p, int task, const char *what, mtft_peft_lora **out) {
     int rc = mtft_peft__check_task(p, task, 1, what);
     if (rc < 0) return rc;
@@ -145,16 +161,9 @@ int mtft_peft_lora_merge(mtft_peft *p, int task) {
     for (int i = 0; i < n_slots; i++) {
         if (!lo->A[i]) continue;
         mtft_tensor *W = mtft_peft__base_weight(p, i / p->n_mod, i % p->n_mod);
-        const float *A = lo->A[i]->data, *B = lo->B[i]->data;
-        int64_t R = lo->A[i]->ne[0], in = lo->A[i]->ne[1], out = lo->B[i]->ne[0];
-#pragma omp parallel for if (in * out * R > 1000000)
-        for (int64_t o = 0; o < out; o++)
-            for (int64_t j = 0; j < in; j++) {
-                float acc = 0.0f;
-                for (int64_t r = 0; r < R; r++) acc += B[o * R + r] * A[r * in + j];
-                /* GPT-2 Conv1D W [in, out]; nn.Linear W [out, in] */
-                W->data[gpt2 ? j * out + o : o * in + j] += lo->scale * acc;
-            }
+        /* GPT-2 Conv1D W [in, out]; nn.Linear W [out, in] */
+        mtft_peft__lora_delta_add(W->data, lo->A[i]->data, lo->B[i]->data, lo->A[i]->ne[0], lo->A[i]->ne[1],
+                                  lo->B[i]->ne[0], lo->scale, gpt2);
     }
     lo->merged = 1;
     return MTFT_OK;
