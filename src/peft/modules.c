@@ -11,6 +11,44 @@ static void fill_normal(mtft_tensor *t, float std, mtft_rng *rng) {
     for (int64_t i = 0; i < n; i++) t->data[i] = std == 0.0f ? 0.0f : (float)(mtft_rng_normal(rng) * std);
 }
 
+/* ---- freeing (NULL-safe; used by the failure paths below and mtft_peft_free) ---- */
+
+void mtft_peft__adapter_free(mtft_peft_adapter *a) {
+    if (!a) return;
+    mtft_param_group_free(a->pg);
+    mtft__free(a->down_w);
+    mtft__free(a->down_b);
+    mtft__free(a->up_w);
+    mtft__free(a->up_b);
+    mtft__free(a);
+}
+
+void mtft_peft__ia3_free(mtft_peft_ia3 *ia) {
+    if (!ia) return;
+    mtft_param_group_free(ia->pg);
+    mtft__free(ia->k);
+    mtft__free(ia->v);
+    mtft__free(ia->ff);
+    mtft__free(ia);
+}
+
+void mtft_peft__poly_free(mtft_peft_poly *po) {
+    if (!po) return;
+    mtft_param_group_free(po->pg);
+    mtft__free(po->A);
+    mtft__free(po->B);
+    mtft__free(po->logits);
+    mtft__free(po);
+}
+
+void mtft_peft__scalearn_free(mtft_peft_scalearn *sl) {
+    if (!sl) return;
+    mtft_param_group_free(sl->pg);
+    mtft__free(sl->sources);
+    mtft__free(sl->scale);
+    mtft__free(sl);
+}
+
 /* ---- bottleneck adapters ---------------------------------------------------------- */
 
 int mtft_peft_add_adapter(mtft_peft *p, int task, const mtft_adapter_options *o, mtft_param_group **group) {
@@ -78,12 +116,7 @@ int mtft_peft_add_adapter(mtft_peft *p, int task, const mtft_adapter_options *o,
     if (group) *group = a->pg;
     return MTFT_OK;
 fail:
-    mtft_param_group_free(a->pg);
-    mtft__free(a->down_w);
-    mtft__free(a->down_b);
-    mtft__free(a->up_w);
-    mtft__free(a->up_b);
-    mtft__free(a);
+    mtft_peft__adapter_free(a);
     return rc < 0 ? rc : MTFT_ERROR;
 }
 
@@ -127,11 +160,7 @@ int mtft_peft_add_ia3(mtft_peft *p, int task, mtft_param_group **group) {
     if (group) *group = ia->pg;
     return MTFT_OK;
 fail:
-    mtft_param_group_free(ia->pg);
-    mtft__free(ia->k);
-    mtft__free(ia->v);
-    mtft__free(ia->ff);
-    mtft__free(ia);
+    mtft_peft__ia3_free(ia);
     return rc < 0 ? rc : MTFT_ERROR;
 }
 
@@ -219,11 +248,7 @@ int mtft_peft_add_poly(mtft_peft *p, const mtft_poly_options *o, mtft_param_grou
     if (group) *group = po->pg;
     return MTFT_OK;
 fail:
-    mtft_param_group_free(po->pg);
-    mtft__free(po->A);
-    mtft__free(po->B);
-    mtft__free(po->logits);
-    mtft__free(po);
+    mtft_peft__poly_free(po);
     return rc < 0 ? rc : MTFT_ERROR;
 }
 
@@ -279,9 +304,6 @@ int mtft_peft_add_scalearn(mtft_peft *p, int target_task, const int *sources, in
     if (group) *group = sl->pg;
     return MTFT_OK;
 fail:
-    mtft_param_group_free(sl->pg);
-    mtft__free(sl->sources);
-    mtft__free(sl->scale);
-    mtft__free(sl);
+    mtft_peft__scalearn_free(sl);
     return rc < 0 ? rc : MTFT_ERROR;
 }

@@ -177,16 +177,6 @@ int mtft_peft_new(mtft_peft **out, mtft_model *m, int n_tasks) {
     return MTFT_OK;
 }
 
-static void adapter_free(mtft_peft_adapter *a) {
-    if (!a) return;
-    mtft_param_group_free(a->pg);
-    mtft__free(a->down_w);
-    mtft__free(a->down_b);
-    mtft__free(a->up_w);
-    mtft__free(a->up_b);
-    mtft__free(a);
-}
-
 void mtft_peft_free(mtft_peft *p) {
     if (!p) return;
     if (p->m && p->m->proj_payload == p) {
@@ -198,28 +188,11 @@ void mtft_peft_free(mtft_peft *p) {
     mtft_peft__lora_free(p->shared, slots);
     for (int k = 0; k < p->n_tasks; k++) {
         if (p->lora) mtft_peft__lora_free(p->lora[k], slots);
-        if (p->adapter) adapter_free(p->adapter[k]);
-        if (p->ia3 && p->ia3[k]) {
-            mtft_param_group_free(p->ia3[k]->pg);
-            mtft__free(p->ia3[k]->k);
-            mtft__free(p->ia3[k]->v);
-            mtft__free(p->ia3[k]->ff);
-            mtft__free(p->ia3[k]);
-        }
-        if (p->scalearn && p->scalearn[k]) {
-            mtft_param_group_free(p->scalearn[k]->pg);
-            mtft__free(p->scalearn[k]->sources);
-            mtft__free(p->scalearn[k]->scale);
-            mtft__free(p->scalearn[k]);
-        }
+        if (p->adapter) mtft_peft__adapter_free(p->adapter[k]);
+        if (p->ia3) mtft_peft__ia3_free(p->ia3[k]);
+        if (p->scalearn) mtft_peft__scalearn_free(p->scalearn[k]);
     }
-    if (p->poly) {
-        mtft_param_group_free(p->poly->pg);
-        mtft__free(p->poly->A);
-        mtft__free(p->poly->B);
-        mtft__free(p->poly->logits);
-        mtft__free(p->poly);
-    }
+    mtft_peft__poly_free(p->poly);
     mtft__free(p->lora);
     mtft__free(p->adapter);
     mtft__free(p->ia3);

@@ -111,5 +111,10 @@ mtft_tensor *mtft_peft__proj_hook(mtft_nn_ctx *ctx, const char *name, mtft_tenso
 mtft_tensor *mtft_peft__proj_in_hook(mtft_nn_ctx *ctx, const char *name, mtft_tensor *x, void *payload);
 
 void mtft_peft__lora_free(mtft_peft_lora *lo, int n_slots);
+/* src/peft/modules.c; each NULL-safe */
+void mtft_peft__adapter_free(mtft_peft_adapter *a);
+void mtft_peft__ia3_free(mtft_peft_ia3 *ia);
+void mtft_peft__poly_free(mtft_peft_poly *po);
+void mtft_peft__scalearn_free(mtft_peft_scalearn *sl);
 
 #endif
