@@ -1,8 +1,8 @@
 #!/usr/bin/python3
 """Write the safetensors fixtures of tests/check_io.c with PyTorch.
 
-The `safetensors` package is not needed: the format is written here by hand
-(8-byte little-endian header length, JSON header padded with spaces to a
+The `safetensors` package is not needed: the format is written by hand
+(tools/fixture_util.py: 8-byte little-endian header length, JSON header padded with spaces to a
 multiple of 8, then the tensors' bytes), the way huggingface/safetensors
 lays it out (tensors ordered by dtype size, largest first, then by name).
 
@@ -12,12 +12,12 @@ bit for bit (F64 rounds to nearest in both).
 
 Run from the repository root:  /usr/bin/python3 tools/gen_io_fixtures.py
 """
-import json
 import os
-import struct
 import sys
 
 import torch
+
+from fixture_util import write_safetensors
 
 DTYPES = {torch.float32: ("F32", 4), torch.float16: ("F16", 2), torch.bfloat16: ("BF16", 2),
           torch.float64: ("F64", 8), torch.int32: ("I32", 4)}
@@ -38,13 +38,7 @@ def save(path, tensors, metadata=None):
         header[name] = {"dtype": DTYPES[t.dtype][0], "shape": list(t.shape), "data_offsets": [off, off + len(b)]}
         blobs.append(b)
         off += len(b)
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * ((8 - len(h) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)))
-        f.write(h)
-        for b in blobs:
-            f.write(b)
+    write_safetensors(path, header, blobs)
 
 
 def main():

@@ -31,10 +31,11 @@ Run with Debian's python3-torch:  /usr/bin/python3 tools/gen_model_fixtures.py
 import json
 import math
 import os
-import struct
 import sys
 
 import torch
+
+from fixture_util import gelu_new, gpt2_config, gpt2_params, save_f32
 
 torch.manual_seed(1234)
 torch.set_num_threads(1)
@@ -42,28 +43,6 @@ OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "f
 B, T, V, NCTX, C, L = 2, 8, 64, 16, 32, 2
 VALID = [8, 5]
 STEPS = 10
-
-
-def save_safetensors(path, tensors):
-    """tensors: list of (name, float32 tensor). Header padded to 8 bytes."""
-    header, offs, blobs = {}, 0, []
-    for name, t in tensors:
-        b = t.detach().contiguous().to(torch.float32).numpy().tobytes()
-        header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [offs, offs + len(b)]}
-        offs += len(b)
-        blobs.append(b)
-    header["__metadata__"] = {"format": "pt"}
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * ((8 - len(h) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)))
-        f.write(h)
-        for b in blobs:
-            f.write(b)
-
-
-def gelu_new(x):
-    return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * torch.pow(x, 3.0))))
 
 
 def attention(q, k, v, causal, valid):
@@ -90,37 +69,9 @@ def attention(q, k, v, causal, valid):
 class GPT2:
     def __init__(self):
         F = 4 * C
-        self.cfg = {"model_type": "gpt2", "vocab_size": V, "n_positions": NCTX, "n_ctx": NCTX, "n_embd": C,
-                    "n_layer": L, "n_head": 4, "n_inner": F, "layer_norm_epsilon": 1e-5,
-                    "activation_function": "gelu_new", "resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0,
-                    "tie_word_embeddings": True, "architectures": ["GPT2LMHeadModel"]}
+        self.cfg = gpt2_config(V, NCTX, C, L, 4, F)
         self.H = 4
-        p = []
-
-        def mat(name, *shape, std=0.1):
-            p.append((name, torch.randn(*shape) * std))
-
-        def vec(name, n, base):
-            p.append((name, base + 0.1 * torch.randn(n)))
-
-        mat("wte.weight", V, C, std=0.2)
-        mat("wpe.weight", NCTX, C, std=0.1)
-        for l in range(L):
-            h = "h.%d." % l
-            vec(h + "ln_1.weight", C, 1.0)
-            vec(h + "ln_1.bias", C, 0.0)
-            mat(h + "attn.c_attn.weight", C, 3 * C, std=0.2)
-            vec(h + "attn.c_attn.bias", 3 * C, 0.0)
-            mat(h + "attn.c_proj.weight", C, C)
-            vec(h + "attn.c_proj.bias", C, 0.0)
-            vec(h + "ln_2.weight", C, 1.0)
-            vec(h + "ln_2.bias", C, 0.0)
-            mat(h + "mlp.c_fc.weight", C, F)
-            vec(h + "mlp.c_fc.bias", F, 0.0)
-            mat(h + "mlp.c_proj.weight", F, C)
-            vec(h + "mlp.c_proj.bias", C, 0.0)
-        vec("ln_f.weight", C, 1.0)
-        vec("ln_f.bias", C, 0.0)
+        p = gpt2_params(V, NCTX, C, L, F)
         self.params = [(n, t.requires_grad_()) for n, t in p]
         self.P = dict(self.params)
 
@@ -237,7 +188,7 @@ def build(name, model):
     with open(os.path.join(d, "config.json"), "w") as f:
         json.dump(model.cfg, f, indent=2)
         f.write("\n")
-    save_safetensors(os.path.join(d, "model.safetensors"), model.params)
+    save_f32(os.path.join(d, "model.safetensors"), model.params)
     init = [(n, t.detach().clone()) for n, t in model.params]
 
     def loss_of():
@@ -266,7 +217,7 @@ def build(name, model):
         losses.append(l.item())
     ref = [("ids", ids.float()), ("targets", targets.view(-1).float()), ("valid_len", torch.tensor(VALID).float()),
            ("logits", lg), ("loss", loss.view(1)), ("losses", torch.tensor(losses)), ("logits_bidir", bidir)]
-    save_safetensors(os.path.join(d, "ref.safetensors"), ref + grads)
+    save_f32(os.path.join(d, "ref.safetensors"), ref + grads)
     print("%s: loss %.6f, losses %s" % (name, loss.item(), " ".join("%.4f" % x for x in losses)))
 
 

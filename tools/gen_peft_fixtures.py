@@ -31,9 +31,10 @@ Run with Debian's python3-torch:  /usr/bin/python3 tools/gen_peft_fixtures.py
 import json
 import math
 import os
-import struct
 
 import torch
+
+from fixture_util import gelu_new, gpt2_config, gpt2_params, save_f32
 
 torch.manual_seed(4321)
 torch.set_num_threads(1)
@@ -45,55 +46,8 @@ ADAPTERS = [dict(r=4, alpha=8.0, rslora=False), dict(r=2, alpha=3.0, rslora=True
 TARGETS = ["c_attn", "c_fc"]
 
 
-def save_safetensors(path, tensors, meta=None):
-    header, offs, blobs = {}, 0, []
-    for name, t in tensors:
-        b = t.detach().contiguous().to(torch.float32).numpy().tobytes()
-        header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [offs, offs + len(b)]}
-        offs += len(b)
-        blobs.append(b)
-    header["__metadata__"] = meta or {"format": "pt"}
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * ((8 - len(h) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)))
-        f.write(h)
-        for b in blobs:
-            f.write(b)
-
-
-def gelu_new(x):
-    return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * torch.pow(x, 3.0))))
-
-
 def base_params():
-    p = {}
-
-    def mat(name, *shape, std=0.1):
-        p[name] = torch.randn(*shape) * std
-
-    def vec(name, n, base):
-        p[name] = base + 0.1 * torch.randn(n)
-
-    mat("wte.weight", V, C, std=0.2)
-    mat("wpe.weight", NCTX, C, std=0.1)
-    for l in range(L):
-        h = "h.%d." % l
-        vec(h + "ln_1.weight", C, 1.0)
-        vec(h + "ln_1.bias", C, 0.0)
-        mat(h + "attn.c_attn.weight", C, 3 * C, std=0.2)
-        vec(h + "attn.c_attn.bias", 3 * C, 0.0)
-        mat(h + "attn.c_proj.weight", C, C)
-        vec(h + "attn.c_proj.bias", C, 0.0)
-        vec(h + "ln_2.weight", C, 1.0)
-        vec(h + "ln_2.bias", C, 0.0)
-        mat(h + "mlp.c_fc.weight", C, F)
-        vec(h + "mlp.c_fc.bias", F, 0.0)
-        mat(h + "mlp.c_proj.weight", F, C)
-        vec(h + "mlp.c_proj.bias", C, 0.0)
-    vec("ln_f.weight", C, 1.0)
-    vec("ln_f.bias", C, 0.0)
-    return p
+    return dict(gpt2_params(V, NCTX, C, L, F))
 
 
 class LoraConv1D:
@@ -146,13 +100,10 @@ def forward(P, loras, ids):
 def main():
     os.makedirs(os.path.join(OUT, "gpt2"), exist_ok=True)
     P = base_params()
-    cfg = {"model_type": "gpt2", "vocab_size": V, "n_positions": NCTX, "n_ctx": NCTX, "n_embd": C,
-           "n_layer": L, "n_head": H, "n_inner": F, "layer_norm_epsilon": 1e-5,
-           "activation_function": "gelu_new", "resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0,
-           "tie_word_embeddings": True, "architectures": ["GPT2LMHeadModel"]}
+    cfg = gpt2_config(V, NCTX, C, L, H, F)
     with open(os.path.join(OUT, "gpt2", "config.json"), "w") as f:
         json.dump(cfg, f, indent=2)
-    save_safetensors(os.path.join(OUT, "gpt2", "model.safetensors"), sorted(P.items()))
+    save_f32(os.path.join(OUT, "gpt2", "model.safetensors"), sorted(P.items()))
 
     tasks = []
     for t, ad in enumerate(ADAPTERS):
@@ -168,7 +119,7 @@ def main():
         for key, lo in loras.items():
             tensors.append(("base_model.model.transformer.%s.lora_A.weight" % key, lo.A))
             tensors.append(("base_model.model.transformer.%s.lora_B.weight" % key, lo.B))
-        save_safetensors(os.path.join(d, "adapter_model.safetensors"), tensors)
+        save_f32(os.path.join(d, "adapter_model.safetensors"), tensors)
         conf = {"peft_type": "LORA", "task_type": "CAUSAL_LM", "base_model_name_or_path": "tiny-gpt2",
                 "r": ad["r"], "lora_alpha": ad["alpha"], "lora_dropout": 0.0, "use_rslora": ad["rslora"],
                 "target_modules": TARGETS, "fan_in_fan_out": True, "bias": "none", "layers_to_transform": None,
@@ -195,7 +146,7 @@ def main():
         for key, lo in loras.items():
             ref.append(("grad.task%d.base_model.model.transformer.%s.lora_A.weight" % (t, key), lo.A.grad))
             ref.append(("grad.task%d.base_model.model.transformer.%s.lora_B.weight" % (t, key), lo.B.grad))
-    save_safetensors(os.path.join(OUT, "ref.safetensors"), ref)
+    save_f32(os.path.join(OUT, "ref.safetensors"), ref)
     print("losses", [float(l) for l in losses])
 
 
