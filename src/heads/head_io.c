@@ -9,11 +9,10 @@
  *    "label_smoothing": 0, "class_weights": null, "loss": "mse",
  *    "huber_delta": 1, "standardize": true, "threshold": 0.5}
  * Both files are written to a temporary name, flushed and renamed. */
-#include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 
+#include "../io/atomic.h"
 #include "../io/json.h"
 #include "head_impl.h"
 
@@ -23,26 +22,6 @@
 static int join(char *buf, size_t n, const char *dir, const char *file) {
     int k = snprintf(buf, n, "%s/%s", dir, file);
     if (k < 0 || (size_t)k >= n) return mtft__err(MTFT_EINVAL, "head: path '%s/%s' is too long", dir, file);
-    return MTFT_OK;
-}
-
-static int write_text_atomic(const char *path, const char *text) {
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "wb");
-    if (!f) return mtft__err(MTFT_EIO, "cannot write '%s': %s", tmp, strerror(errno));
-    const size_t n = strlen(text);
-    int bad = fwrite(text, 1, n, f) != n || fflush(f) != 0 || fsync(fileno(f)) != 0;
-    if (fclose(f) != 0) bad = 1;
-    if (bad) {
-        remove(tmp);
-        return mtft__err(MTFT_EIO, "error writing '%s'", tmp);
-    }
-    if (rename(tmp, path) != 0) {
-        int e = errno;
-        remove(tmp);
-        return mtft__err(MTFT_EIO, "cannot rename '%s' to '%s': %s", tmp, path, strerror(e));
-    }
     return MTFT_OK;
 }
 
@@ -113,16 +92,7 @@ int mtft_head_save(const mtft_head *h, const char *dir) {
     char *js = NULL;
     if (rc == MTFT_OK) rc = join(path, sizeof path, dir, "head_config.json");
     if (rc == MTFT_OK && !(js = config_json(h))) rc = mtft__err(MTFT_ENOMEM, "head: out of memory");
-    if (rc == MTFT_OK) {
-        const size_t len = strlen(js);
-        char *t = mtft__realloc(js, len + 2); /* end the file with a newline */
-        if (t) {
-            js = t;
-            js[len] = '\n';
-            js[len + 1] = '\0';
-        }
-        rc = write_text_atomic(path, js);
-    }
+    if (rc == MTFT_OK) rc = mtft_io__write_atomic(path, js, strlen(js), 1); /* ends with a newline */
     mtft__free(js);
     mtft__free(names);
     mtft__free(data);

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "io/atomic.h"
 #include "io/json.h"
 #include "merger_impl.h"
 
@@ -35,21 +36,6 @@ static const char *module_target(const char *mod, int *layer) {
     if (best) return best;
     const char *dot = strrchr(mod, '.');
     return dot ? dot + 1 : mod;
-}
-
-static int write_text_atomic(const char *path, const char *text) {
-    char tmp[4200];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) return mtft__err(MTFT_EINVAL, "path too long: %s", path);
-    FILE *f = fopen(tmp, "wb");
-    if (!f) return mtft__err(MTFT_EIO, "%s: cannot open for writing", tmp);
-    size_t len = strlen(text);
-    int ok = fwrite(text, 1, len, f) == len && fputc('\n', f) != EOF;
-    ok = fclose(f) == 0 && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        remove(tmp);
-        return mtft__err(MTFT_EIO, "%s: write failed", path);
-    }
-    return MTFT_OK;
 }
 
 int mtft_merger_save_lora(mtft_merger *m, const char *dir, int rank) {
@@ -210,7 +196,7 @@ int mtft_merger_save_lora(mtft_merger *m, const char *dir, int rank) {
     text = mtft_json__print(cfg, 1);
     if (!text) goto oom;
     snprintf(path, pl, "%s/adapter_config.json", dir);
-    rc = write_text_atomic(path, text);
+    rc = mtft_io__write_atomic(path, text, strlen(text), 1);
     goto done;
 oom:
     rc = mtft__err(MTFT_ENOMEM, "merge save_lora: out of memory");

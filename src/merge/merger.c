@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "io/atomic.h"
 #include "io/json.h"
 #include "merger_impl.h"
 #include "peft/lora_delta.h" /* peft sits below merge */
@@ -695,20 +696,6 @@ static int mkdirs(const char *path) {
     return MTFT_OK;
 }
 
-static int write_text_atomic(const char *path, const char *text, size_t len) {
-    char tmp[4200];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) return mtft__err(MTFT_EINVAL, "path too long: %s", path);
-    FILE *f = fopen(tmp, "wb");
-    if (!f) return mtft__err(MTFT_EIO, "%s: cannot open for writing", tmp);
-    int ok = fwrite(text, 1, len, f) == len;
-    ok = fclose(f) == 0 && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        remove(tmp);
-        return mtft__err(MTFT_EIO, "%s: write failed", path);
-    }
-    return MTFT_OK;
-}
-
 int mtft_merger_save(mtft_merger *m, const char *path) {
     MTFT_CHECK_ARG(m && path && *path);
     int rc = mtft_merge__prepare(m);
@@ -767,7 +754,7 @@ int mtft_merger_save(mtft_merger *m, const char *path) {
             char *text = NULL;
             size_t len = 0;
             rc = mtft_io__read_file(cfg_src, &text, &len);
-            if (rc == MTFT_OK) rc = write_text_atomic(cfg_dst, text, len);
+            if (rc == MTFT_OK) rc = mtft_io__write_atomic(cfg_dst, text, len, 0);
             mtft__free(text);
         }
     }

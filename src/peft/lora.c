@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../io/atomic.h"
 #include "../io/json.h"
 #include "mtft/io.h"
 #include "lora_delta.h"
@@ -196,22 +197,6 @@ static void peft_name(const mtft_peft *p, int l, int mi, const char *ab, int alt
         snprintf(buf, n, "base_model.model.model.layers.%d.%s.lora_%s.weight", l, p->mod_names[mi], ab);
 }
 
-static int write_text_atomic(const char *path, const char *text) {
-    char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
-        return mtft__err(MTFT_EINVAL, "path too long: %s", path);
-    FILE *f = fopen(tmp, "wb");
-    if (!f) return mtft__err(MTFT_EIO, "%s: cannot open for writing", tmp);
-    size_t len = strlen(text);
-    int ok = fwrite(text, 1, len, f) == len && fputc('\n', f) != EOF;
-    ok = fclose(f) == 0 && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        remove(tmp);
-        return mtft__err(MTFT_EIO, "%s: write failed", path);
-    }
-    return MTFT_OK;
-}
-
 int mtft_peft_lora_save(mtft_peft *p, int task, const char *dir, const char *base_model) {
     mtft_peft_lora *lo;
     int rc = get_lora(p, task, "peft lora_save", &lo);
@@ -275,7 +260,7 @@ int mtft_peft_lora_save(mtft_peft *p, int task, const char *dir, const char *bas
     rc = mtft_safetensors_save(path, n, (const char *const *)names, ts, meta);
     if (rc < 0) goto done;
     snprintf(path, sizeof path, "%s/adapter_config.json", dir);
-    rc = write_text_atomic(path, text);
+    rc = mtft_io__write_atomic(path, text, strlen(text), 1);
     goto done;
 oom_tm:
 oom_layers:
