@@ -1,11 +1,9 @@
 /* `mtft train CONFIG` and `mtft eval CONFIG --checkpoint DIR`.
  *
- * The config's tasks: and data: sections go to mtft_config (the library's
- * YAML reader). Its train: and pretrain: sections are read here: each a flat
- * block of "key: value" lines indented under the section name (values are
- * numbers, words, quoted strings, or [a, b] lists), with errors naming
- * file:line:col and the key. Those lines are blanked before the rest goes to
- * mtft_config_load_string, so line numbers in its errors stay true. */
+ * The whole config (tasks, data, model, tokenizer, lora, heads, sampler,
+ * balancer, optimizer, schedule, eval, checkpoint, output, train, pretrain)
+ * is read by the library (mtft_config_load_file, docs/config.md) into the
+ * option structs; this file copies what the command needs from them. */
 #define _POSIX_C_SOURCE 200809L
 #include <ctype.h>
 #include <errno.h>
@@ -41,188 +39,11 @@ void cli_pretrain_defaults(cli_pretrain *p) {
     p->seed = 1;
 }
 
-/* ---- config: train: and pretrain: sections ----------------------------------------- */
+/* ---- config ------------------------------------------------------------------------ */
 
-static void rel_path(char *out, size_t cap, const char *dir, const char *p) {
-    int n = (p[0] == '/' || !dir[0]) ? snprintf(out, cap, "%s", p) : snprintf(out, cap, "%s/%s", dir, p);
-    if (n < 0 || (size_t)n >= cap) out[0] = 0; /* too long: treated as missing */
-}
-
-static int bad(const char *file, int line, int col, const char *sec, const char *key, const char *what) {
-    fprintf(stderr, "mtft: %s:%d:%d: %s.%s: %s\n", file, line, col, sec, key, what);
-    return -1;
-}
-
-static int parse_i64(const char *v, int64_t *out) {
-    char *e;
-    errno = 0;
-    long long x = strtoll(v, &e, 10);
-    if (errno || e == v || *e) return -1;
-    *out = x;
-    return 0;
-}
-static int parse_f(const char *v, double *out) {
-    char *e;
-    errno = 0;
-    double x = strtod(v, &e);
-    if (errno || e == v || *e || !isfinite(x)) return -1;
-    *out = x;
-    return 0;
-}
-static int parse_bool(const char *v, int *out) {
-    if (!strcmp(v, "true") || !strcmp(v, "yes") || !strcmp(v, "1")) return *out = 1, 0;
-    if (!strcmp(v, "false") || !strcmp(v, "no") || !strcmp(v, "0")) return *out = 0, 0;
-    return -1;
-}
-
-static const char *k_train_keys =
-    "base, baselines, out, log, ckpt_dir, save_every, keep_last, threads, seed, steps, seconds, batch_size, max_len, lr, weight_decay, "
-    "warmup_steps, schedule, min_lr_ratio, grad_clip, train_base, base_lr_scale, lora_rank, lora_alpha, "
-    "lora_targets, shared_lora_rank, head_hidden, head_pool, sampler, sampler_temperature, sampler_cap, "
-    "batch_mode, balancer, balancer_drives_sampler, dwa_temperature, dwa_period, uncertainty_lr, famo_lr, "
-    "cagrad_c, eval_every, eval_max_examples, test_max_examples, "
-    "eval_batch_size, early_stop_patience, print_every";
-static const char *k_pretrain_keys =
-    "texts, vocab_size, n_layer, n_embd, n_head, n_ctx, steps, seconds, batch_size, lr, seed, print_every";
-
-#define KEY(name) (!strcmp(key, name))
-#define NUM_I(field)                                                                       \
-    do {                                                                                   \
-        int64_t x_;                                                                        \
-        if (parse_i64(val, &x_)) return bad(file, line, col, sec, key, "expected an integer"); \
-        field = x_;                                                                        \
-    } while (0)
-#define NUM_F(field)                                                                     \
-    do {                                                                                 \
-        double x_;                                                                       \
-        if (parse_f(val, &x_)) return bad(file, line, col, sec, key, "expected a number"); \
-        field = x_;                                                                      \
-    } while (0)
-#define BOOL(field)                                                                           \
-    do {                                                                                      \
-        if (parse_bool(val, &field)) return bad(file, line, col, sec, key, "expected true or false"); \
-    } while (0)
-
-static int set_train(cli_config *cc, const char *file, const char *dir, int line, int col, const char *key,
-                     const char *val) {
-    const char *sec = "train";
-    mtft_trainer_options *o = &cc->topt;
-    if (KEY("base")) rel_path(cc->base_dir, sizeof cc->base_dir, dir, val);
-    else if (KEY("baselines")) rel_path(cc->baselines, sizeof cc->baselines, dir, val);
-    else if (KEY("out")) rel_path(cc->out_dir, sizeof cc->out_dir, dir, val);
-    else if (KEY("log")) rel_path(cc->log_path, sizeof cc->log_path, dir, val);
-    else if (KEY("ckpt_dir")) rel_path(cc->ckpt_dir, sizeof cc->ckpt_dir, dir, val);
-    else if (KEY("save_every")) NUM_I(o->save_every);
-    else if (KEY("keep_last")) NUM_I(o->keep_last);
-    else if (KEY("threads")) NUM_I(cc->threads);
-    else if (KEY("seed")) NUM_I(o->seed);
-    else if (KEY("steps")) NUM_I(o->max_steps);
-    else if (KEY("seconds")) NUM_F(o->max_seconds);
-    else if (KEY("batch_size")) NUM_I(o->batch_size);
-    else if (KEY("max_len")) NUM_I(o->max_len);
-    else if (KEY("lr")) NUM_F(o->lr);
-    else if (KEY("weight_decay")) NUM_F(o->weight_decay);
-    else if (KEY("warmup_steps")) NUM_I(o->warmup_steps);
-    else if (KEY("min_lr_ratio")) NUM_F(o->min_lr_ratio);
-    else if (KEY("grad_clip")) NUM_F(o->grad_clip);
-    else if (KEY("train_base")) BOOL(o->train_base);
-    else if (KEY("base_lr_scale")) NUM_F(o->base_lr_scale);
-    else if (KEY("lora_rank")) NUM_I(o->lora_rank);
-    else if (KEY("lora_alpha")) NUM_F(o->lora_alpha);
-    else if (KEY("lora_targets")) snprintf(cc->lora_targets, sizeof cc->lora_targets, "%s", val);
-    else if (KEY("shared_lora_rank")) NUM_I(o->shared_lora_rank);
-    else if (KEY("head_hidden")) NUM_I(o->head_hidden);
-    else if (KEY("sampler_temperature")) NUM_F(o->sampler.start.temperature);
-    else if (KEY("sampler_cap")) NUM_F(o->sampler.start.cap);
-    else if (KEY("balancer_drives_sampler")) BOOL(o->balancer_drives_sampler);
-    else if (KEY("dwa_temperature")) NUM_F(o->balancer.dwa_temperature);
-    else if (KEY("dwa_period")) NUM_I(o->balancer.dwa_period);
-    else if (KEY("uncertainty_lr")) NUM_F(o->balancer.uncertainty_lr);
-    else if (KEY("famo_lr")) NUM_F(o->balancer.famo_lr);
-    else if (KEY("cagrad_c")) NUM_F(o->balancer.cagrad_c);
-    else if (KEY("eval_every")) NUM_I(o->eval_every);
-    else if (KEY("eval_max_examples")) NUM_I(o->eval_max_examples);
-    else if (KEY("test_max_examples")) NUM_I(cc->test_max_examples);
-    else if (KEY("eval_batch_size")) NUM_I(o->eval_batch_size);
-    else if (KEY("early_stop_patience")) NUM_I(o->early_stop_patience);
-    else if (KEY("print_every")) NUM_I(o->print_every);
-    else if (KEY("schedule")) {
-        if (!strcmp(val, "constant")) o->schedule = MTFT_LR_CONSTANT;
-        else if (!strcmp(val, "linear")) o->schedule = MTFT_LR_LINEAR;
-        else if (!strcmp(val, "cosine")) o->schedule = MTFT_LR_COSINE;
-        else return bad(file, line, col, sec, key, "expected constant, linear or cosine");
-    } else if (KEY("head_pool")) {
-        if (!strcmp(val, "last")) o->head_pool = MTFT_POOL_LAST;
-        else if (!strcmp(val, "mean")) o->head_pool = MTFT_POOL_MEAN;
-        else if (!strcmp(val, "first")) o->head_pool = MTFT_POOL_FIRST;
-        else return bad(file, line, col, sec, key, "expected last, mean or first");
-    } else if (KEY("sampler")) {
-        if (!strcmp(val, "proportional")) o->sampler.start.strategy = MTFT_SAMPLER_PROPORTIONAL;
-        else if (!strcmp(val, "temperature")) o->sampler.start.strategy = MTFT_SAMPLER_TEMPERATURE;
-        else if (!strcmp(val, "uniform")) o->sampler.start.strategy = MTFT_SAMPLER_UNIFORM;
-        else if (!strcmp(val, "capped")) o->sampler.start.strategy = MTFT_SAMPLER_CAPPED;
-        else return bad(file, line, col, sec, key, "expected proportional, temperature, uniform or capped");
-    } else if (KEY("batch_mode")) {
-        if (!strcmp(val, "mixed")) o->sampler.batch_mode = MTFT_SAMPLER_MIXED;
-        else if (!strcmp(val, "single_task")) o->sampler.batch_mode = MTFT_SAMPLER_SINGLE_TASK;
-        else return bad(file, line, col, sec, key, "expected mixed or single_task");
-    } else if (KEY("balancer")) {
-        mtft_balance_method m;
-        if (mtft_balance_method_from_name(val, &m) < 0)
-            return bad(file, line, col, sec, key, mtft_error_last()->message);
-        o->balancer.method = m;
-    } else {
-        char msg[1024];
-        snprintf(msg, sizeof msg, "unknown key (known: %s)", k_train_keys);
-        return bad(file, line, col, sec, key, msg);
-    }
-    return 0;
-}
-
-static int set_pretrain(cli_config *cc, const char *file, const char *dir, int line, int col, const char *key,
-                        const char *val) {
-    const char *sec = "pretrain";
-    cli_pretrain *p = &cc->pre;
-    if (KEY("texts")) {
-        /* [a, b, c] */
-        const char *s = val;
-        if (*s != '[') return bad(file, line, col, sec, key, "expected a list [file, ...]");
-        s++;
-        p->n_texts = 0;
-        while (*s && *s != ']') {
-            while (*s == ' ' || *s == ',') s++;
-            const char *e = s;
-            while (*e && *e != ',' && *e != ']') e++;
-            const char *t = e;
-            while (t > s && t[-1] == ' ') t--;
-            if (t > s) {
-                if (p->n_texts >= CLI_MAX_TEXTS) return bad(file, line, col, sec, key, "too many files");
-                char one[CLI_PATH];
-                snprintf(one, sizeof one, "%.*s", (int)(t - s), s);
-                rel_path(p->texts[p->n_texts++], sizeof p->texts[0], dir, one);
-            }
-            s = e;
-        }
-        if (*s != ']') return bad(file, line, col, sec, key, "unterminated list (missing ']')");
-    } else if (KEY("vocab_size")) NUM_I(p->vocab_size);
-    else if (KEY("n_layer")) NUM_I(p->n_layer);
-    else if (KEY("n_embd")) NUM_I(p->n_embd);
-    else if (KEY("n_head")) NUM_I(p->n_head);
-    else if (KEY("n_ctx")) {
-        NUM_I(p->n_ctx);
-        p->seq_len = p->n_ctx;
-    } else if (KEY("steps")) NUM_I(p->steps);
-    else if (KEY("seconds")) NUM_F(p->seconds);
-    else if (KEY("batch_size")) NUM_I(p->batch_size);
-    else if (KEY("lr")) NUM_F(p->lr);
-    else if (KEY("seed")) NUM_I(p->seed);
-    else if (KEY("print_every")) NUM_I(p->print_every);
-    else {
-        char msg[512];
-        snprintf(msg, sizeof msg, "unknown key (known: %s)", k_pretrain_keys);
-        return bad(file, line, col, sec, key, msg);
-    }
-    return 0;
+static void copy_str(char *dst, size_t cap, const char *src) {
+    int n = snprintf(dst, cap, "%s", src ? src : "");
+    if (n < 0 || (size_t)n >= cap) dst[0] = 0; /* too long: treated as missing */
 }
 
 void cli_config_free(cli_config *cc) {
@@ -232,91 +53,51 @@ void cli_config_free(cli_config *cc) {
 
 int cli_config_load(cli_config *cc, const char *path) {
     memset(cc, 0, sizeof *cc);
-    mtft_trainer_options d = MTFT_TRAINER_OPTIONS_INIT;
-    cc->topt = d;
     cli_pretrain_defaults(&cc->pre);
-    size_t len = 0;
-    char *text = cli_read_file(path, &len);
-    if (!text) {
-        fprintf(stderr, "mtft: cannot read config '%s': %s\n", path, strerror(errno));
+    if (mtft_config_load_file(&cc->cfg, path) < 0) {
+        fprintf(stderr, "mtft: %s\n", mtft_error_last()->message);
         return -1;
     }
-    char dir[CLI_PATH];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash)
-        *slash = 0;
-    else
-        snprintf(dir, sizeof dir, ".");
-    int section = 0; /* 0 other, 1 train, 2 pretrain */
-    int line = 0, rc = 0;
-    int max_len_set = 0;
-    for (char *ln = text; ln && *ln && rc == 0; line++) {
-        char *nl = strchr(ln, '\n');
-        const size_t n = nl ? (size_t)(nl - ln) : strlen(ln);
-        char buf[8192];
-        snprintf(buf, sizeof buf, "%.*s", (int)(n < sizeof buf - 1 ? n : sizeof buf - 1), ln);
-        if (buf[0] && buf[0] != ' ' && buf[0] != '#' && buf[0] != '\t' && buf[0] != '\r') {
-            section = !strncmp(buf, "train:", 6) ? 1 : !strncmp(buf, "pretrain:", 9) ? 2 : 0;
-            if (section == 2) cc->has_pretrain = 1;
+    const mtft_config *cfg = cc->cfg;
+    /* strings and weight arrays stay owned by cc->cfg (freed by cli_config_free) */
+    cc->topt = *mtft_config_trainer(cfg);
+    const mtft_run_options *ro = mtft_config_run(cfg);
+    copy_str(cc->base_dir, sizeof cc->base_dir, ro->base_model);
+    copy_str(cc->out_dir, sizeof cc->out_dir, ro->checkpoint_dir);
+    copy_str(cc->log_path, sizeof cc->log_path, ro->log_path);
+    copy_str(cc->ckpt_dir, sizeof cc->ckpt_dir, cc->topt.ckpt_dir);
+    copy_str(cc->baselines, sizeof cc->baselines, ro->baselines);
+    cc->threads = ro->threads;
+    cc->test_max_examples = ro->test_max_examples;
+    cc->topt.log_path = cc->log_path[0] ? cc->log_path : NULL;
+    cc->topt.ckpt_dir = cc->ckpt_dir[0] ? cc->ckpt_dir : NULL;
+    cc->has_pretrain = mtft_config_has_section(cfg, "pretrain");
+    if (cc->has_pretrain) {
+        const mtft_model_config *mc = mtft_config_model(cfg);
+        const mtft_pretrain_options *po = mtft_config_pretrain(cfg);
+        int n = 0;
+        const char *const *texts = mtft_config_pretrain_texts(cfg, &n);
+        if (n > CLI_MAX_TEXTS) {
+            fprintf(stderr, "mtft: %s: pretrain.texts: at most %d files\n", path, CLI_MAX_TEXTS);
+            cli_config_free(cc);
+            return -1;
         }
-        if (section) {
-            /* key: value, indented */
-            char *s = buf;
-            while (*s == ' ') s++;
-            if (s != buf && *s && *s != '#' && *s != '\r') {
-                const int col = (int)(s - buf) + 1;
-                char *colon = strchr(s, ':');
-                if (!colon) {
-                    rc = bad(path, line + 1, col, section == 1 ? "train" : "pretrain", s, "expected 'key: value'");
-                    break;
-                }
-                *colon = 0;
-                char *key = s, *val = colon + 1;
-                char *ke = colon;
-                while (ke > key && ke[-1] == ' ') *--ke = 0;
-                while (*val == ' ') val++;
-                /* strip a comment and trailing space, then quotes */
-                if (*val == '"' || *val == '\'') {
-                    const char q = *val++;
-                    char *e = strchr(val, q);
-                    if (!e) {
-                        rc = bad(path, line + 1, (int)(val - buf), section == 1 ? "train" : "pretrain", key,
-                                 "unterminated quoted string");
-                        break;
-                    }
-                    *e = 0;
-                } else {
-                    char *hash = strstr(val, " #");
-                    if (hash) *hash = 0;
-                    size_t vl = strlen(val);
-                    while (vl && (val[vl - 1] == ' ' || val[vl - 1] == '\r')) val[--vl] = 0;
-                }
-                const int vcol = (int)(val - buf) + 1;
-                if (section == 1 && !strcmp(key, "max_len")) max_len_set = 1;
-                rc = section == 1 ? set_train(cc, path, dir, line + 1, vcol, key, val)
-                                  : set_pretrain(cc, path, dir, line + 1, vcol, key, val);
-            }
-            memset(ln, ' ', n); /* hide the line from the library's reader; keep line numbers */
-            if (n && ln[n - 1] == '\r') ln[n - 1] = '\r';
-        }
-        ln = nl ? nl + 1 : NULL;
+        for (int i = 0; i < n; i++) copy_str(cc->pre.texts[i], sizeof cc->pre.texts[i], texts[i]);
+        cc->pre.n_texts = n;
+        cc->pre.vocab_size = mc->vocab_size;
+        cc->pre.n_layer = mc->n_layer;
+        cc->pre.n_embd = mc->n_embd;
+        cc->pre.n_head = mc->n_head;
+        cc->pre.n_ctx = mc->n_ctx;
+        cc->pre.seq_len = po->seq_len;
+        cc->pre.batch_size = po->batch_size;
+        cc->pre.print_every = po->print_every;
+        cc->pre.steps = po->max_steps;
+        cc->pre.seconds = po->max_seconds;
+        cc->pre.lr = po->lr;
+        cc->pre.seed = po->seed;
+        copy_str(cc->pre.out, sizeof cc->pre.out, cc->base_dir);
     }
-    if (rc == 0) {
-        rc = mtft_config_load_string(&cc->cfg, text, len, path, dir);
-        if (rc < 0) {
-            fprintf(stderr, "mtft: %s\n", mtft_error_last()->message);
-            rc = -1;
-        }
-    }
-    free(text);
-    if (rc != 0) return -1;
-    if (!max_len_set) cc->topt.max_len = mtft_config_collate(cc->cfg)->max_len;
-    cc->topt.truncation = mtft_config_collate(cc->cfg)->truncation;
-    if (cc->lora_targets[0]) cc->topt.lora_targets = cc->lora_targets;
-    if (cc->log_path[0]) cc->topt.log_path = cc->log_path;
-    if (cc->ckpt_dir[0]) cc->topt.ckpt_dir = cc->ckpt_dir;
-    if (cc->has_pretrain && cc->base_dir[0]) snprintf(cc->pre.out, sizeof cc->pre.out, "%s", cc->base_dir);
     return 0;
 }
 
@@ -524,9 +305,29 @@ int cli_cmd_train(int argc, char **argv, int eval_only) {
         return 2;
     }
     mtft_task **tasks = calloc((size_t)(nt > 0 ? nt : 1), sizeof *tasks);
+    double *wsel[2] = {calloc((size_t)(nt > 0 ? nt : 1), sizeof(double)), calloc((size_t)(nt > 0 ? nt : 1), sizeof(double))};
+    float *wself = calloc((size_t)(nt > 0 ? nt : 1), sizeof(float));
+    if (!tasks || !wsel[0] || !wsel[1] || !wself) {
+        fprintf(stderr, "mtft: out of memory\n");
+        free(tasks);
+        free(wsel[0]);
+        free(wsel[1]);
+        free(wself);
+        free(sel);
+        cli_config_free(&cc);
+        return 1;
+    }
     snprintf(p1, sizeof p1, "%s/vocab.json", cc.base_dir);
     snprintf(p2, sizeof p2, "%s/merges.txt", cc.base_dir);
-    if ((rc = mtft_tokenizer_load_hf(&tok, p1, p2)) < 0) {
+    /* tokenizer: of the config, else the base model's files */
+    const mtft_run_options *ro = mtft_config_run(cc.cfg);
+    if (mtft_config_has_section(cc.cfg, "tokenizer") && ro->tokenizer_json)
+        rc = mtft_tokenizer_load_json(&tok, ro->tokenizer_json);
+    else if (mtft_config_has_section(cc.cfg, "tokenizer") && ro->tokenizer_vocab)
+        rc = mtft_tokenizer_load_hf(&tok, ro->tokenizer_vocab, ro->tokenizer_merges);
+    else
+        rc = mtft_tokenizer_load_hf(&tok, p1, p2);
+    if (rc < 0) {
         ret = cli_fail("loading the base tokenizer");
         goto done;
     }
@@ -546,6 +347,20 @@ int cli_cmd_train(int argc, char **argv, int eval_only) {
         }
     }
     cc.topt.progress = stop_cb;
+    /* per-task weight lists of the config follow the --only selection */
+    for (int w = 0; w < 3 && only; w++) {
+        const double *src = w == 0 ? cc.topt.sampler.start.weights : w == 1 ? cc.topt.sampler.end.weights : NULL;
+        const float *srcf = w == 2 ? cc.topt.balancer.static_weights : NULL;
+        if (!src && !srcf) continue;
+        if (w < 2) {
+            for (int k = 0; k < nt; k++) wsel[w][k] = src[sel[k]];
+            if (w == 0) cc.topt.sampler.start.weights = wsel[0];
+            else cc.topt.sampler.end.weights = wsel[1];
+        } else {
+            for (int k = 0; k < nt; k++) wself[k] = srcf[sel[k]];
+            cc.topt.balancer.static_weights = wself;
+        }
+    }
     /* the directories the log and the checkpoint go to */
     for (int i = 0; i < 2 && !eval_only; i++) {
         const char *pth = i ? cc.out_dir : cc.log_path;
@@ -564,11 +379,15 @@ int cli_cmd_train(int argc, char **argv, int eval_only) {
         ret = cli_fail("trainer options");
         goto done;
     }
-    for (int k = 0; k < nt; k++)
-        if ((rc = mtft_trainer_add_task(tr, tasks[k], NULL)) < 0) {
+    for (int k = 0; k < nt; k++) {
+        /* tasks[].head of the config, else the head follows the task type */
+        mtft_head_options ho;
+        int has_head = mtft_config_task_head_for(cc.cfg, sel[k], tasks[k], &ho);
+        if (has_head < 0 || (rc = mtft_trainer_add_task(tr, tasks[k], has_head == 1 ? &ho : NULL)) < 0) {
             ret = cli_fail("adding a task");
             goto done;
         }
+    }
     if (eval_only) {
         if ((rc = mtft_trainer_load(tr, ckpt)) < 0) {
             ret = cli_fail("loading the checkpoint");
@@ -628,6 +447,9 @@ done:
     mtft_trainer_free(tr);
     for (int k = 0; k < nt; k++) mtft_task_free(tasks[k]);
     free(tasks);
+    free(wsel[0]);
+    free(wsel[1]);
+    free(wself);
     free(sel);
     mtft_model_free(m);
     mtft_tokenizer_free(tok);
