@@ -26,6 +26,28 @@ static void orthonormalise(double *Y, int64_t rows, int kk) {
         }
 }
 
+/* Y [rows, kk] = M [rows, cols] X [cols, kk] (zeros of M skipped). */
+static void mul_m(const float *M, int64_t rows, int64_t cols, const double *X, int kk, double *Y) {
+    memset(Y, 0, (size_t)rows * (size_t)kk * sizeof *Y);
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t c = 0; c < cols; c++) {
+            double m = M[r * cols + c];
+            if (m == 0) continue;
+            for (int j = 0; j < kk; j++) Y[r * kk + j] += m * X[c * kk + j];
+        }
+}
+
+/* Z [cols, kk] = M^T X, M [rows, cols], X [rows, kk] (zeros of M skipped). */
+static void mul_mt(const float *M, int64_t rows, int64_t cols, const double *X, int kk, double *Z) {
+    memset(Z, 0, (size_t)cols * (size_t)kk * sizeof *Z);
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t c = 0; c < cols; c++) {
+            double m = M[r * cols + c];
+            if (m == 0) continue;
+            for (int j = 0; j < kk; j++) Z[c * kk + j] += m * X[r * kk + j];
+        }
+}
+
 int mtft_merge__svd(const float *M, int64_t rows, int64_t cols, int k, uint64_t seed, float *U, float *S, float *Vt) {
     MTFT_CHECK_ARG(M && rows > 0 && cols > 0 && k >= 1);
     int64_t mn = rows < cols ? rows : cols;
@@ -47,41 +69,17 @@ int mtft_merge__svd(const float *M, int64_t rows, int64_t cols, int k, uint64_t 
     mtft_rng_seed(&rng, seed);
     for (int64_t i = 0; i < cols * kk; i++) Om[i] = mtft_rng_normal(&rng);
     /* Y = M Om */
-    memset(Y, 0, (size_t)rows * (size_t)kk * sizeof *Y);
-    for (int64_t r = 0; r < rows; r++)
-        for (int64_t c = 0; c < cols; c++) {
-            double m = M[r * cols + c];
-            if (m == 0) continue;
-            for (int j = 0; j < kk; j++) Y[r * kk + j] += m * Om[c * kk + j];
-        }
+    mul_m(M, rows, cols, Om, kk, Y);
     orthonormalise(Y, rows, kk);
     for (int it = 0; it < 2; it++) {
         /* Z = M^T Y, orthonormalise; Y = M Z, orthonormalise */
-        memset(Z, 0, (size_t)cols * (size_t)kk * sizeof *Z);
-        for (int64_t r = 0; r < rows; r++)
-            for (int64_t c = 0; c < cols; c++) {
-                double m = M[r * cols + c];
-                if (m == 0) continue;
-                for (int j = 0; j < kk; j++) Z[c * kk + j] += m * Y[r * kk + j];
-            }
+        mul_mt(M, rows, cols, Y, kk, Z);
         orthonormalise(Z, cols, kk);
-        memset(Y, 0, (size_t)rows * (size_t)kk * sizeof *Y);
-        for (int64_t r = 0; r < rows; r++)
-            for (int64_t c = 0; c < cols; c++) {
-                double m = M[r * cols + c];
-                if (m == 0) continue;
-                for (int j = 0; j < kk; j++) Y[r * kk + j] += m * Z[c * kk + j];
-            }
+        mul_m(M, rows, cols, Z, kk, Y);
         orthonormalise(Y, rows, kk);
     }
     /* B = Q^T M, stored transposed as Z [cols, kk]: Z[c][j] = sum_r Q[r][j] M[r][c] */
-    memset(Z, 0, (size_t)cols * (size_t)kk * sizeof *Z);
-    for (int64_t r = 0; r < rows; r++)
-        for (int64_t c = 0; c < cols; c++) {
-            double m = M[r * cols + c];
-            if (m == 0) continue;
-            for (int j = 0; j < kk; j++) Z[c * kk + j] += m * Y[r * kk + j];
-        }
+    mul_mt(M, rows, cols, Y, kk, Z);
     /* G = B B^T [kk, kk] */
     for (int i = 0; i < kk; i++)
         for (int j = i; j < kk; j++) {
