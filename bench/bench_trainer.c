@@ -8,7 +8,8 @@
  *
  * Default shape: the quickstart base (4 layers x 192, vocab 4096). Prints the
  * median step time of each balancer and its ratio to equal weights. */
-#define _POSIX_C_SOURCE 200809L
+#include "bench_util.h" /* first: it sets _POSIX_C_SOURCE */
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,12 +23,6 @@
 #define N_TASKS 8
 #define MAX_STEPS 256
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 typedef struct timing {
     double t[MAX_STEPS + 1];
     int n;
@@ -35,13 +30,8 @@ typedef struct timing {
 
 static int on_step(const mtft_progress *p, void *payload) {
     timing *tm = payload;
-    if (p->event == MTFT_PROGRESS_STEP && tm->n <= MAX_STEPS) tm->t[tm->n++] = now();
+    if (p->event == MTFT_PROGRESS_STEP && tm->n <= MAX_STEPS) tm->t[tm->n++] = bench_now();
     return 0;
-}
-
-static int cmp_d(const void *a, const void *b) {
-    const double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
 }
 
 int main(int argc, char **argv) {
@@ -146,7 +136,7 @@ int main(int argc, char **argv) {
         if (mtft_trainer_new(&tr, m, &o) < 0) goto fail;
         for (int k = 0; k < N_TASKS; k++)
             if (mtft_trainer_add_task(tr, tasks[k], NULL) < 0) goto fail;
-        const double t0 = now();
+        const double t0 = bench_now();
         if (mtft_trainer_run(tr) < 0) goto fail;
         (void)t0;
         mtft_trainer_free(tr);
@@ -154,7 +144,7 @@ int main(int argc, char **argv) {
         double d[MAX_STEPS];
         int nd = 0;
         for (int j = 2; j < tm.n; j++) d[nd++] = tm.t[j] - tm.t[j - 1];
-        qsort(d, (size_t)nd, sizeof d[0], cmp_d);
+        qsort(d, (size_t)nd, sizeof d[0], bench_cmp_double);
         const double med = nd ? d[nd / 2] : 0.0;
         if (i == 0) base = med;
         printf("  %-12s median step %8.2f ms   x%.2f of equal\n", mtft_balance_method_name(methods[i]), 1e3 * med,
