@@ -9,8 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "io/atomic.h"
-#include "io/json.h"
+#include "peft/lora_shared.h" /* PEFT's adapter_config.json; peft sits below merge */
 #include "merger_impl.h"
 
 /* The part of a module path after its last all-digit component (the layer
@@ -72,8 +71,7 @@ int mtft_merger_save_lora(mtft_merger *m, const char *dir, int rank) {
     const int64_t **shp = mtft__calloc(nn, sizeof *shp);
     float *work = mtft__malloc((size_t)(m->n_in + 1) * (size_t)mx * sizeof *work);
     float *delta = mtft__malloc((size_t)mx * sizeof *delta), *lin = mtft__malloc((size_t)mx * sizeof *lin);
-    mtft_json *cfg = NULL, *tm = NULL, *layers = NULL;
-    char *text = NULL, *path = NULL;
+    char *path = NULL;
     int n_out = 0, any_conv = 0;
     int layer_seen[4096] = {0}, max_layer_base = -1, max_layer = -1;
     if (!data || !names || !ndims || !shapes || !shp || !work || !delta || !lin) {
@@ -151,52 +149,22 @@ int mtft_merger_save_lora(mtft_merger *m, const char *dir, int rank) {
     rc = MTFT_OK;
     size_t pl = strlen(dir) + 40;
     path = mtft__malloc(pl);
-    cfg = mtft_json__new_object();
-    tm = mtft_json__new_array();
-    layers = mtft_json__new_array();
-    if (!path || !cfg || !tm || !layers) goto oom;
+    if (!path) goto oom;
     snprintf(path, pl, "%s/adapter_model.safetensors", dir);
     const char *meta[] = {"format", "pt", "mtft.merge_method", mtft_merge_method_name(m->o.method),
                           "mtft.base_fingerprint", m->fingerprint, NULL};
     if ((rc = mtft_safetensors_save_raw(path, n_out, (const char *const *)names, (const float *const *)data, ndims, shp,
                                         meta)) < 0)
         goto done;
-    for (int k = 0; k < n_targets; k++)
-        if (mtft_json__append(tm, mtft_json__new_string(targets[k])) < 0) goto oom;
     int all_layers = max_layer_base >= 0 && max_layer_base < 4096;
     for (int l = 0; all_layers && l <= max_layer_base; l++)
         if (!layer_seen[l]) all_layers = 0;
-    for (int l = 0; l <= max_layer && l < 4096; l++)
-        if (layer_seen[l] && mtft_json__append(layers, mtft_json__new_number(l)) < 0) goto oom;
     const char *bm = m->base_name;
     for (int t = 0; !bm && t < m->n_in; t++) bm = m->in[t].base_model;
-    if (mtft_json__add(cfg, "peft_type", mtft_json__new_string("LORA")) < 0 ||
-        mtft_json__add(cfg, "task_type", mtft_json__new_string("CAUSAL_LM")) < 0 ||
-        mtft_json__add(cfg, "base_model_name_or_path", bm ? mtft_json__new_string(bm) : mtft_json__new_null()) < 0 ||
-        mtft_json__add(cfg, "r", mtft_json__new_number(rank)) < 0 ||
-        mtft_json__add(cfg, "lora_alpha", mtft_json__new_number(rank)) < 0 ||
-        mtft_json__add(cfg, "lora_dropout", mtft_json__new_number(0)) < 0 ||
-        mtft_json__add(cfg, "use_rslora", mtft_json__new_bool(0)) < 0)
-        goto oom;
-    int rc2 = mtft_json__add(cfg, "target_modules", tm);
-    tm = NULL;
-    if (rc2 < 0) goto oom;
-    if (all_layers || max_layer < 0) {
-        rc2 = mtft_json__add(cfg, "layers_to_transform", mtft_json__new_null());
-    } else {
-        rc2 = mtft_json__add(cfg, "layers_to_transform", layers);
-        layers = NULL;
-    }
-    if (rc2 < 0 || mtft_json__add(cfg, "fan_in_fan_out", mtft_json__new_bool(any_conv)) < 0 ||
-        mtft_json__add(cfg, "bias", mtft_json__new_string("none")) < 0 ||
-        mtft_json__add(cfg, "init_lora_weights", mtft_json__new_bool(1)) < 0 ||
-        mtft_json__add(cfg, "inference_mode", mtft_json__new_bool(1)) < 0 ||
-        mtft_json__add(cfg, "modules_to_save", mtft_json__new_null()) < 0)
-        goto oom;
-    text = mtft_json__print(cfg, 1);
-    if (!text) goto oom;
-    snprintf(path, pl, "%s/adapter_config.json", dir);
-    rc = mtft_io__write_atomic(path, text, strlen(text), 1);
+    mtft_peft__lora_config c = {bm, rank, rank, 0.0, 0, targets, n_targets,
+                                all_layers || max_layer < 0 ? NULL : layer_seen, max_layer < 4096 ? max_layer + 1 : 4096,
+                                any_conv, "merge save_lora"};
+    rc = mtft_peft__lora_write_config(dir, &c);
     goto done;
 oom:
     rc = mtft__err(MTFT_ENOMEM, "merge save_lora: out of memory");
@@ -214,10 +182,6 @@ done:
     mtft__free(delta);
     mtft__free(lin);
     mtft__free((void *)first);
-    mtft__free(text);
     mtft__free(path);
-    mtft_json__free(cfg);
-    mtft_json__free(tm);
-    mtft_json__free(layers);
     return rc;
 }

@@ -11,7 +11,7 @@
 #include "io/atomic.h"
 #include "io/json.h"
 #include "merger_impl.h"
-#include "peft/lora_delta.h" /* peft sits below merge */
+#include "peft/lora_shared.h" /* peft sits below merge */
 #include "mtft/io.h"
 
 /* ---- small helpers ------------------------------------------------------------------ */

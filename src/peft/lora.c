@@ -8,7 +8,7 @@
 #include "../io/atomic.h"
 #include "../io/json.h"
 #include "mtft/io.h"
-#include "lora_delta.h"
+#include "lora_shared.h"
 #include "peft_impl.h"
 
 void mtft_peft__lora_free(mtft_peft_lora *lo, int n_slots) {
@@ -197,6 +197,54 @@ static void peft_name(const mtft_peft *p, int l, int mi, const char *ab, int alt
         snprintf(buf, n, "base_model.model.model.layers.%d.%s.lora_%s.weight", l, p->mod_names[mi], ab);
 }
 
+int mtft_peft__lora_write_config(const char *dir, const mtft_peft__lora_config *c) {
+    size_t pl = strlen(dir) + 32;
+    char *path = mtft__malloc(pl), *text = NULL;
+    mtft_json *cfg = mtft_json__new_object(), *tm = mtft_json__new_array(), *layers = NULL;
+    int rc = MTFT_OK;
+    if (!path || !cfg || !tm) goto oom;
+    for (int k = 0; k < c->n_targets; k++)
+        if (mtft_json__append(tm, mtft_json__new_string(c->targets[k])) < 0) goto oom;
+    if (c->layer_mask) {
+        if (!(layers = mtft_json__new_array())) goto oom;
+        for (int l = 0; l < c->n_mask; l++)
+            if (c->layer_mask[l] && mtft_json__append(layers, mtft_json__new_number(l)) < 0) goto oom;
+    }
+    if (mtft_json__add(cfg, "peft_type", mtft_json__new_string("LORA")) < 0 ||
+        mtft_json__add(cfg, "task_type", mtft_json__new_string("CAUSAL_LM")) < 0 ||
+        mtft_json__add(cfg, "base_model_name_or_path",
+                       c->base_model ? mtft_json__new_string(c->base_model) : mtft_json__new_null()) < 0 ||
+        mtft_json__add(cfg, "r", mtft_json__new_number(c->r)) < 0 ||
+        mtft_json__add(cfg, "lora_alpha", mtft_json__new_number(c->alpha)) < 0 ||
+        mtft_json__add(cfg, "lora_dropout", mtft_json__new_number(c->dropout)) < 0 ||
+        mtft_json__add(cfg, "use_rslora", mtft_json__new_bool(c->use_rslora)) < 0)
+        goto oom;
+    rc = mtft_json__add(cfg, "target_modules", tm); /* cfg owns tm from here on, even on failure */
+    tm = NULL;
+    if (rc < 0) goto oom;
+    rc = mtft_json__add(cfg, "layers_to_transform", layers ? layers : mtft_json__new_null());
+    layers = NULL;
+    if (rc < 0 || mtft_json__add(cfg, "fan_in_fan_out", mtft_json__new_bool(c->fan_in_fan_out)) < 0 ||
+        mtft_json__add(cfg, "bias", mtft_json__new_string("none")) < 0 ||
+        mtft_json__add(cfg, "init_lora_weights", mtft_json__new_bool(1)) < 0 ||
+        mtft_json__add(cfg, "inference_mode", mtft_json__new_bool(1)) < 0 ||
+        mtft_json__add(cfg, "modules_to_save", mtft_json__new_null()) < 0)
+        goto oom;
+    if (!(text = mtft_json__print(cfg, 1))) goto oom;
+    snprintf(path, pl, "%s/adapter_config.json", dir);
+    rc = mtft_io__write_atomic(path, text, strlen(text), 1);
+    goto done;
+oom:
+    rc = mtft__err(MTFT_ENOMEM, "%s: out of memory", c->what);
+done:
+    mtft__free(text);
+    mtft_json__free(cfg);
+    mtft_json__free(tm);
+    mtft_json__free(layers);
+    mtft__free(path);
+    return rc;
+}
+
 int mtft_peft_lora_save(mtft_peft *p, int task, const char *dir, const char *base_model) {
     mtft_peft_lora *lo;
     int rc = get_lora(p, task, "peft lora_save", &lo);
@@ -206,19 +254,17 @@ int mtft_peft_lora_save(mtft_peft *p, int task, const char *dir, const char *bas
     char **names = mtft__calloc((size_t)(2 * n_slots), sizeof *names);
     mtft_tensor **ts = mtft__calloc((size_t)(2 * n_slots), sizeof *ts);
     char *buf = mtft__malloc((size_t)(2 * n_slots) * 96);
-    mtft_json *cfg = mtft_json__new_object(), *tm = mtft_json__new_array(), *layers = mtft_json__new_array();
-    char *text = NULL;
-    if (!names || !ts || !buf || !cfg || !tm || !layers) {
-        rc = MTFT_ENOMEM;
+    int *has_layer = mtft__calloc((size_t)p->n_layer + 1, sizeof *has_layer);
+    if (!names || !ts || !buf || !has_layer) {
+        rc = mtft__err(MTFT_ENOMEM, "peft lora_save: out of memory");
         goto done;
     }
     int used_mod[MTFT_PEFT_MAX_MOD] = {0}, all_layers = 1;
     for (int l = 0; l < p->n_layer; l++) {
-        int has = 0;
         for (int mi = 0; mi < p->n_mod; mi++) {
             int i = l * p->n_mod + mi;
             if (!lo->A[i]) continue;
-            has = used_mod[mi] = 1;
+            has_layer[l] = used_mod[mi] = 1;
             names[n] = buf + (size_t)n * 96;
             peft_name(p, l, mi, "A", 0, names[n], 96);
             ts[n++] = lo->A[i];
@@ -226,51 +272,23 @@ int mtft_peft_lora_save(mtft_peft *p, int task, const char *dir, const char *bas
             peft_name(p, l, mi, "B", 0, names[n], 96);
             ts[n++] = lo->B[i];
         }
-        if (has) rc = mtft_json__append(layers, mtft_json__new_number(l));
-        else all_layers = 0;
-        if (rc < 0) goto oom;
+        if (!has_layer[l]) all_layers = 0;
     }
+    const char *targets[MTFT_PEFT_MAX_MOD];
+    int n_targets = 0;
     for (int mi = 0; mi < p->n_mod; mi++)
-        if (used_mod[mi] && mtft_json__append(tm, mtft_json__new_string(p->mod_names[mi])) < 0) goto oom;
-    int gpt2 = p->m->cfg.arch == MTFT_ARCH_GPT2;
-    if (mtft_json__add(cfg, "peft_type", mtft_json__new_string("LORA")) < 0 ||
-        mtft_json__add(cfg, "task_type", mtft_json__new_string("CAUSAL_LM")) < 0 ||
-        mtft_json__add(cfg, "base_model_name_or_path",
-                       base_model ? mtft_json__new_string(base_model) : mtft_json__new_null()) < 0 ||
-        mtft_json__add(cfg, "r", mtft_json__new_number(lo->rank)) < 0 ||
-        mtft_json__add(cfg, "lora_alpha", mtft_json__new_number(lo->alpha)) < 0 ||
-        mtft_json__add(cfg, "lora_dropout", mtft_json__new_number(lo->dropout)) < 0 ||
-        mtft_json__add(cfg, "use_rslora", mtft_json__new_bool(lo->use_rslora)) < 0 ||
-        mtft_json__add(cfg, "target_modules", tm) < 0)
-        goto oom_tm;
-    tm = NULL;
-    if (mtft_json__add(cfg, "layers_to_transform", all_layers ? mtft_json__new_null() : layers) < 0) goto oom_layers;
-    if (!all_layers) layers = NULL;
-    if (mtft_json__add(cfg, "fan_in_fan_out", mtft_json__new_bool(gpt2)) < 0 ||
-        mtft_json__add(cfg, "bias", mtft_json__new_string("none")) < 0 ||
-        mtft_json__add(cfg, "init_lora_weights", mtft_json__new_bool(1)) < 0 ||
-        mtft_json__add(cfg, "inference_mode", mtft_json__new_bool(1)) < 0 ||
-        mtft_json__add(cfg, "modules_to_save", mtft_json__new_null()) < 0)
-        goto oom;
-    text = mtft_json__print(cfg, 1);
-    if (!text) goto oom;
+        if (used_mod[mi]) targets[n_targets++] = p->mod_names[mi];
     char path[4096];
     snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
     const char *meta[] = {"format", "pt", NULL};
     rc = mtft_safetensors_save(path, n, (const char *const *)names, ts, meta);
     if (rc < 0) goto done;
-    snprintf(path, sizeof path, "%s/adapter_config.json", dir);
-    rc = mtft_io__write_atomic(path, text, strlen(text), 1);
-    goto done;
-oom_tm:
-oom_layers:
-oom:
-    rc = mtft__err(MTFT_ENOMEM, "peft lora_save: out of memory");
+    mtft_peft__lora_config c = {base_model, lo->rank, lo->alpha, lo->dropout, lo->use_rslora, targets, n_targets,
+                                all_layers ? NULL : has_layer, p->n_layer, p->m->cfg.arch == MTFT_ARCH_GPT2,
+                                "peft lora_save"};
+    rc = mtft_peft__lora_write_config(dir, &c);
 done:
-    mtft__free(text);
-    mtft_json__free(cfg);
-    mtft_json__free(tm);
-    mtft_json__free(layers);
+    mtft__free(has_layer);
     mtft__free(buf);
     mtft__free(names);
     mtft__free(ts);
