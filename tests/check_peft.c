@@ -109,7 +109,10 @@ static void check_group_grad(const char *what, mtft_model *m, mtft_peft *p, mtft
         int64_t n = mtft_tensor_numel(t), step = n / max_elems + 1;
         size_t off0 = (size_t)(d - mtft_param_group_data(pg, NULL));
         for (int64_t i = (int64_t)(ti % 3); i < n; i += step) {
-            const float eps = 3e-3f;
+            /* eps 1e-3: at 3e-3 one rsLoRA element of the LLaMA model sat at 87% of
+             * the tolerance from curvature (numeric 0.094 at 3e-3, 0.0905 at 1e-3,
+             * analytic 0.0907); at 1e-3 the worst element over all modules is at 41%. */
+            const float eps = 1e-3f;
             float keep = d[i];
             int64_t nh = (int64_t)B * T * m->cfg.n_embd;
             float *hb = malloc((size_t)nh * sizeof(float));
