@@ -20,33 +20,10 @@
  *
  * Shapes: 124m = GPT-2 124M (L 12, C 768, H 12, V 50257) at B 4, T 256;
  *         small = L 4, C 256, H 4, V 4096 at B 8, T 128. */
-#define _POSIX_C_SOURCE 200809L
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/resource.h>
-#include <time.h>
+#include "bench_util.h" /* first: asks for POSIX.1-2008 */
 
 #include "mtft/mtft.h"
 #include "tensor/blas.h"
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static double cpu_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static double peak_rss_mb(void) {
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_maxrss / 1024.0; /* Linux: KiB */
-}
 
 typedef struct bench {
     int B, T;
@@ -104,17 +81,17 @@ static void bench_dispose(bench *b) {
 
 /* One training step; times in t[0..3] = total, forward, backward, AdamW. */
 static int bench_step(bench *b, double t[4], float *loss_out) {
-    double t0 = now();
+    double t0 = bench_now();
     mtft_graph_reset(b->g);
     mtft_adamw_zero_grad(b->opt);
     mtft_tensor *loss = mtft_cross_entropy(
         b->g, mtft_model_logits(b->m, b->g, mtft_model_hidden(b->m, b->g, b->ids, b->B, b->T, NULL)), b->tg, -100,
         0.0f);
-    double t1 = now();
+    double t1 = bench_now();
     if (!loss || mtft_graph_backward(b->g, loss, NULL) < 0) return -1;
-    double t2 = now();
+    double t2 = bench_now();
     if (mtft_adamw_step(b->opt) < 0) return -1;
-    double t3 = now();
+    double t3 = bench_now();
     t[0] = t3 - t0, t[1] = t1 - t0, t[2] = t2 - t1, t[3] = t3 - t2;
     *loss_out = mtft_tensor_data(loss)[0];
     return 0;
@@ -135,9 +112,9 @@ static double gemm_pass(float *A, float *Bm, float *Cm, double *secs) {
     for (int i = 0; i < N_GEMMS; i++) {
         const gemm_shape *s = &GEMMS[i];
         int lda = s->ta ? s->M : s->K, ldb = s->tb ? s->K : s->N;
-        double t0 = now();
+        double t0 = bench_now();
         mtft__sgemm(s->ta, s->tb, s->M, s->N, s->K, 1.0f, A, lda, Bm, ldb, 0.0f, Cm, s->N);
-        t += now() - t0;
+        t += bench_now() - t0;
         flops += 2.0 * s->M * s->N * s->K;
     }
     *secs = t;
@@ -165,7 +142,7 @@ static int serve_gemm(void) {
             double gf = gemm_pass(A, Bm, Cm, &s);
             printf("{\"gflops\":%.2f,\"s\":%.6f}\n", gf, s);
         } else if (strncmp(line, "quit", 4) == 0) {
-            printf("{\"rss_mb\":%.1f}\n", peak_rss_mb());
+            printf("{\"rss_mb\":%.1f}\n", bench_peak_rss_mb());
             fflush(stdout);
             break;
         } else {
@@ -200,18 +177,18 @@ static int serve_model(const char *shape) {
         if (strncmp(line, "step", 4) == 0) {
             double t[4];
             float loss;
-            const double c0 = cpu_now();
+            const double c0 = bench_cpu_now();
             if (bench_step(&b, t, &loss) < 0) {
                 fprintf(stderr, "bench_model: %s\n", mtft_error_last()->message);
                 printf("{\"error\":\"step failed\"}\n");
                 rc = 1;
                 break;
             }
-            const double cpu = cpu_now() - c0;
+            const double cpu = bench_cpu_now() - c0;
             printf("{\"step_s\":%.6f,\"fwd_s\":%.6f,\"bwd_s\":%.6f,\"opt_s\":%.6f,\"cpu_s\":%.6f,\"loss\":%.5f}\n", t[0],
                    t[1], t[2], t[3], cpu, (double)loss);
         } else if (strncmp(line, "quit", 4) == 0) {
-            printf("{\"rss_mb\":%.1f}\n", peak_rss_mb());
+            printf("{\"rss_mb\":%.1f}\n", bench_peak_rss_mb());
             fflush(stdout);
             break;
         } else {
@@ -221,11 +198,6 @@ static int serve_model(const char *shape) {
     }
     bench_dispose(&b);
     return rc;
-}
-
-static int cmp_d(const void *x, const void *y) {
-    double a = *(const double *)x, b = *(const double *)y;
-    return (a > b) - (a < b);
 }
 
 static int standalone(const char *arch, const char *shape, int B, int T, int L, int steps) {
@@ -268,13 +240,12 @@ static int standalone(const char *arch, const char *shape, int B, int T, int L, 
     if (rc) {
         fprintf(stderr, "bench_model: %s\n", mtft_error_last()->message);
     } else {
-        qsort(ts, (size_t)steps, sizeof *ts, cmp_d);
-        double med = steps % 2 ? ts[steps / 2] : 0.5 * (ts[steps / 2 - 1] + ts[steps / 2]);
+        double med = bench_median(ts, steps);
         printf("%s B=%d T=%d L=%d C=%d V=%d params=%.1fM threads=%d blas=%s: median step %.1f ms (mean forward %.1f, "
                "backward %.1f, adamw %.1f), best %.1f ms, %.0f tokens/s, peak RSS %.0f MB\n",
                shape ? shape : arch, B, T, c.n_layer, c.n_embd, c.vocab_size, b.n_params * 1e-6,
                mtft_get_num_threads(), mtft_blas_corename(), 1e3 * med, 1e3 * tf / steps, 1e3 * tb / steps,
-               1e3 * to / steps, 1e3 * ts[0], B * T / med, peak_rss_mb());
+               1e3 * to / steps, 1e3 * bench_best(ts, steps), B * T / med, bench_peak_rss_mb());
     }
     free(ts);
     bench_dispose(&b);
