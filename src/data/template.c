@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "mtft/task.h"
 #include "template.h"
 
 static int name_char(char c) {
