@@ -267,11 +267,16 @@ int cli_cmd_predict(int argc, char **argv) {
         ret = cli_fail("trainer options");
         goto done;
     }
-    for (int k = 0; k < nt; k++)
-        if (mtft_trainer_add_task(tr, tasks[k], NULL) < 0) {
+    for (int k = 0; k < nt; k++) {
+        /* the head the config gives the task, as `mtft train` built it, so the
+         * checkpoint's head shapes match */
+        mtft_head_options ho;
+        int has_head = mtft_config_task_head_for(cc.cfg, sel[k], tasks[k], &ho);
+        if (has_head < 0 || mtft_trainer_add_task(tr, tasks[k], has_head == 1 ? &ho : NULL) < 0) {
             ret = cli_fail("adding a task");
             goto done;
         }
+    }
     if (mtft_trainer_load(tr, ckpt) < 0) {
         ret = cli_fail("loading the checkpoint");
         goto done;

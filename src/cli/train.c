@@ -248,6 +248,11 @@ int cli_cmd_train(int argc, char **argv, int eval_only) {
     }
     if (threads > 0) cc.threads = threads;
     if (cc.threads > 0) mtft_set_num_threads(cc.threads);
+    /* checkpoint.resume in the config, unless --resume says otherwise */
+    if (!resume && !eval_only) {
+        const char *from = mtft_config_run(cc.cfg)->resume_from;
+        if (from && from[0]) resume = from;
+    }
     if (bal) {
         mtft_balance_method m;
         if (mtft_balance_method_from_name(bal, &m) < 0) {
