@@ -41,7 +41,7 @@ typedef struct run {
     int nt;
     const mtft_collate_options *collate;
     int32_t pad_id;
-    char head_dir[MAX_TASKS][1024];
+    char head_dir[MAX_TASKS][1024 + 8]; /* model_dir + "/head" */
     char model_dir[MAX_TASKS][1024];
 } run;
 
