@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "core/core.h"
+#include "io/atomic.h"
 #include "io/json.h"
 #include "mtft/metrics.h"
 #include "mtft/version.h"
@@ -806,32 +807,8 @@ static int write_html(mtft_svg_buf *b, const run *r, const char *src, const mtft
 }
 
 static int write_atomic(const char *path, const char *data, size_t n) {
-    size_t pl = strlen(path);
-    char *tmp = mtft__malloc(pl + 5);
-    if (!tmp) return mtft__err(MTFT_ENOMEM, "report: out of memory");
-    memcpy(tmp, path, pl);
-    memcpy(tmp + pl, ".tmp", 5);
-    int rc = MTFT_OK;
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        rc = mtft__err(MTFT_EIO, "report: cannot create '%s': %s", tmp, strerror(errno));
-        goto done;
-    }
-    int bad = fwrite(data, 1, n, f) != n;
-    bad |= fflush(f) != 0;
-    bad |= fsync(fileno(f)) != 0;
-    bad |= fclose(f) != 0;
-    if (bad) {
-        rc = mtft__err(MTFT_EIO, "report: writing '%s' failed: %s", tmp, strerror(errno));
-        remove(tmp);
-        goto done;
-    }
-    if (rename(tmp, path) != 0) {
-        rc = mtft__err(MTFT_EIO, "report: cannot rename '%s' to '%s': %s", tmp, path, strerror(errno));
-        remove(tmp);
-    }
-done:
-    mtft__free(tmp);
+    int rc = mtft_io__write_atomic(path, data, n, 0);
+    if (rc < 0) mtft__err_prefix("report");
     return rc;
 }
 

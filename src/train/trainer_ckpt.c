@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "mtft/io.h"
+#include "io/atomic.h"
 #include "trainer_impl.h"
 
 #define CKPT_MAGIC "MTFTCKPT"
@@ -109,32 +110,9 @@ static uint64_t fnv1a(const unsigned char *p, size_t n) {
 /* ---- files ---------------------------------------------------------------------------- */
 
 static int write_file_atomic(const char *path, const void *data, size_t n) {
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) return mtft__err(MTFT_EIO, "checkpoint: cannot create '%s': %s", tmp, strerror(errno));
-    const unsigned char *p = data;
-    size_t done = 0;
-    while (done < n) {
-        ssize_t w = write(fd, p + done, n - done);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            int e = errno;
-            close(fd);
-            unlink(tmp);
-            return mtft__err(MTFT_EIO, "checkpoint: writing '%s': %s", tmp, strerror(e));
-        }
-        done += (size_t)w;
-    }
-    if (fsync(fd) != 0 || close(fd) != 0) {
-        unlink(tmp);
-        return mtft__err(MTFT_EIO, "checkpoint: fsync of '%s' failed: %s", tmp, strerror(errno));
-    }
-    if (rename(tmp, path) != 0) {
-        unlink(tmp);
-        return mtft__err(MTFT_EIO, "checkpoint: rename '%s' -> '%s': %s", tmp, path, strerror(errno));
-    }
-    return MTFT_OK;
+    int rc = mtft_io__write_atomic(path, data, n, 0);
+    if (rc < 0) mtft__err_prefix("checkpoint");
+    return rc;
 }
 
 /* Remove a directory tree of plain files and directories. */
