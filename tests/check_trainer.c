@@ -514,6 +514,191 @@ START_TEST(test_trainer_pretrain) {
 }
 END_TEST
 
+/* ---- optimizer kinds, gradient accumulation, SAM --------------------------- */
+typedef struct lrec {
+    int n;
+    float loss[64];
+    int rows[64];
+} lrec;
+
+static int on_loss(const mtft_progress *p, void *payload) {
+    lrec *r = payload;
+    if (p->event == MTFT_PROGRESS_STEP && r->n < 64) {
+        int rows = 0;
+        for (int k = 0; k < p->n_tasks; k++) rows += p->task_rows[k];
+        r->rows[r->n] = rows;
+        r->loss[r->n++] = p->loss;
+    }
+    return 0;
+}
+
+/* Train a fresh model (init seed 3) with o on tasks [0, n_tasks); the losses
+ * go to *r and a copy of the base weights after training to *w (freed by the
+ * caller; NULL: not kept). */
+static void train_opts(mtft_trainer_options o, int n_tasks, lrec *r, float **w, size_t *nw) {
+    fx f;
+    fx_init(&f, 3);
+    memset(r, 0, sizeof *r);
+    o.progress = on_loss;
+    o.payload = r;
+    mtft_trainer *tr = NULL;
+    ck_assert_msg(mtft_trainer_new(&tr, f.m, &o) == MTFT_OK, "%s", mtft_error_last()->message);
+    for (int k = 0; k < n_tasks; k++) ck_assert_int_eq(mtft_trainer_add_task(tr, f.tasks[k], NULL), k);
+    ck_assert_msg(mtft_trainer_run(tr) == MTFT_OK, "%s", mtft_error_last()->message);
+    if (w) {
+        size_t n = 0;
+        const float *d = mtft_param_group_data(mtft_model_base_group(f.m), &n);
+        ck_assert_ptr_nonnull(d);
+        *w = malloc(n * sizeof **w);
+        ck_assert_ptr_nonnull(*w);
+        memcpy(*w, d, n * sizeof **w);
+        *nw = n;
+    }
+    mtft_trainer_free(tr);
+    fx_free(&f);
+}
+
+static double lmean(const lrec *r, int a, int b) {
+    double s = 0;
+    for (int i = a; i < b; i++) s += r->loss[i];
+    return s / (b - a);
+}
+
+START_TEST(test_trainer_optimizer_options_train) {
+    static lrec r;
+    for (int v = 0; v < 3; v++) {
+        mtft_trainer_options o = base_opts();
+        o.max_steps = 30;
+        if (v == 0) {
+            o.optimizer = MTFT_OPTIM_SGD;
+            o.momentum = 0.9f;
+            o.lr = 0.05f;
+        } else if (v == 1) {
+            o.grad_accum_steps = 2;
+            o.max_steps = 20;
+        } else {
+            o.sam_rho = 0.05f;
+        }
+        train_opts(o, 3, &r, NULL, NULL);
+        ck_assert_int_eq(r.n, (int)o.max_steps);
+        ck_assert_int_eq(r.rows[0], o.batch_size * o.grad_accum_steps);
+        const double a = lmean(&r, 0, 5), b = lmean(&r, r.n - 5, r.n);
+        ck_assert_msg(isfinite(a) && isfinite(b) && b < 0.85 * a, "variant %d: loss %.4f -> %.4f", v, a, b);
+    }
+}
+END_TEST
+
+START_TEST(test_trainer_grad_accum_equals_big_batch) {
+    /* one task, equal weights, no dropout: 3 micro-batches of 4 rows == one of 12 */
+    mtft_trainer_options o = base_opts();
+    o.optimizer = MTFT_OPTIM_SGD; /* linear in the gradient: differences stay at rounding level */
+    o.lr = 0.05f;
+    o.momentum = 0.5f;
+    o.max_steps = 4;
+    o.warmup_steps = 0;
+    o.sampler.start.strategy = MTFT_SAMPLER_PROPORTIONAL;
+    static lrec big, acc;
+    float *wb = NULL, *wa = NULL;
+    size_t nb = 0, na = 0;
+    train_opts(o, 1, &big, &wb, &nb);
+    o.batch_size = 4;
+    o.grad_accum_steps = 3;
+    train_opts(o, 1, &acc, &wa, &na);
+    ck_assert_int_eq(big.n, 4);
+    ck_assert_int_eq(acc.n, 4);
+    for (int i = 0; i < 4; i++) {
+        ck_assert_int_eq(acc.rows[i], 12);
+        ck_assert_msg(fabs((double)big.loss[i] - (double)acc.loss[i]) <= 1e-5 * (1.0 + fabs((double)big.loss[i])),
+                      "step %d: %.9g vs %.9g", i + 1, (double)big.loss[i], (double)acc.loss[i]);
+    }
+    ck_assert_uint_eq(nb, na);
+    double dmax = 0, moved = 0;
+    float *w0 = NULL;
+    size_t n0 = 0;
+    {
+        fx f;
+        fx_init(&f, 3);
+        const float *d = mtft_param_group_data(mtft_model_base_group(f.m), &n0);
+        w0 = malloc(n0 * sizeof *w0);
+        ck_assert_ptr_nonnull(w0);
+        memcpy(w0, d, n0 * sizeof *w0);
+        fx_free(&f);
+    }
+    ck_assert_uint_eq(n0, nb);
+    for (size_t j = 0; j < nb; j++) {
+        dmax = fmax(dmax, fabs((double)wb[j] - (double)wa[j]));
+        moved = fmax(moved, fabs((double)wb[j] - (double)w0[j]));
+    }
+    ck_assert_msg(dmax <= 1e-5, "weights differ by %g", dmax);
+    ck_assert_msg(moved > 1e-4, "the weights did not move (%g)", moved);
+    free(w0);
+    free(wb);
+    free(wa);
+}
+END_TEST
+
+START_TEST(test_trainer_sam_update_and_restore) {
+    mtft_trainer_options o = base_opts();
+    o.optimizer = MTFT_OPTIM_SGD;
+    o.momentum = 0.0f;
+    o.weight_decay = 0.0f;
+    o.lr = 0.05f;
+    o.max_steps = 1;
+    o.warmup_steps = 0;
+    o.grad_clip = 0.0f;
+    static lrec r;
+    float *w_plain = NULL, *w_sam = NULL, *w_tiny = NULL;
+    size_t n1 = 0, n2 = 0, n3 = 0;
+    train_opts(o, 3, &r, &w_plain, &n1);
+    const float plain_loss = r.loss[0];
+    o.sam_rho = 0.1f;
+    train_opts(o, 3, &r, &w_sam, &n2);
+    /* the first-pass loss is the same: the batch and the weights are */
+    ck_assert(memcmp(&plain_loss, &r.loss[0], sizeof plain_loss) == 0);
+    ck_assert_uint_eq(n1, n2);
+    double d = 0;
+    for (size_t j = 0; j < n1; j++) d = fmax(d, fabs((double)w_plain[j] - (double)w_sam[j]));
+    ck_assert_msg(d > 1e-6, "SAM did not change the update (max diff %g)", d);
+    /* an lr far below rounding: the step leaves the weights as they were, so
+     * after SAM's perturb / restore they must be bit-identical to the init */
+    o.lr = 1e-30f;
+    o.max_steps = 3;
+    train_opts(o, 3, &r, &w_tiny, &n3);
+    fx f;
+    fx_init(&f, 3);
+    size_t n0 = 0;
+    const float *w0 = mtft_param_group_data(mtft_model_base_group(f.m), &n0);
+    ck_assert_uint_eq(n0, n3);
+    /* (weights that are 0, such as biases, do take the 1e-30 step) */
+    size_t n_cmp = 0, n_diff = 0;
+    for (size_t j = 0; j < n0; j++) {
+        if (fabsf(w0[j]) < 1e-6f) continue;
+        n_cmp++;
+        n_diff += memcmp(&w0[j], &w_tiny[j], sizeof *w0) != 0;
+    }
+    ck_assert_uint_gt(n_cmp, n0 / 2);
+    ck_assert_msg(n_diff == 0, "%zu of %zu weights not restored bit for bit", n_diff, n_cmp);
+    fx_free(&f);
+    /* restrictions are errors */
+    mtft_trainer *tr = NULL;
+    fx_init(&f, 3);
+    o.grad_accum_steps = 2;
+    ck_assert_int_eq(mtft_trainer_new(&tr, f.m, &o), MTFT_EINVAL);
+    ck_assert_ptr_nonnull(strstr(mtft_error_last()->message, "grad_accum_steps"));
+    o.grad_accum_steps = 0;
+    o.sam_rho = 0.0f;
+    ck_assert_int_eq(mtft_trainer_new(&tr, f.m, &o), MTFT_ERANGE);
+    o.grad_accum_steps = 1;
+    o.optimizer = 7;
+    ck_assert_int_eq(mtft_trainer_new(&tr, f.m, &o), MTFT_ERANGE);
+    ck_assert_ptr_null(tr);
+    fx_free(&f);
+    free(w_plain);
+    free(w_sam);
+    free(w_tiny);
+}
+END_TEST
+
 static Suite *mtft_test_trainer_suite(void) {
     Suite *s = suite_create("trainer");
     TCase *tc = tcase_create("api");
@@ -525,6 +710,9 @@ static Suite *mtft_test_trainer_suite(void) {
     tcase_add_test(tc, test_trainer_gradient_level);
     tcase_add_test(tc, test_trainer_options_errors);
     tcase_add_test(tc, test_trainer_pretrain);
+    tcase_add_test(tc, test_trainer_optimizer_options_train);
+    tcase_add_test(tc, test_trainer_grad_accum_equals_big_batch);
+    tcase_add_test(tc, test_trainer_sam_update_and_restore);
     suite_add_tcase(s, tc);
     return s;
 }

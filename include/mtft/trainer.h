@@ -20,7 +20,10 @@
  * balancer turns the per-task losses (loss level) or per-task gradients of
  * the shared LoRA (gradient level, from the same single backward) into
  * weights or a combined gradient; the global gradient norm is clipped and
- * AdamW steps with the scheduled learning rate. A step whose loss or
+ * the optimizer (AdamW, or SGD with momentum) steps with the scheduled
+ * learning rate. Options: gradient accumulation over micro-batches and SAM
+ * (see grad_accum_steps and sam_rho below). Per-task SAM (mtft_task_sam_*)
+ * is not wired into the trainer yet. A step whose loss or
  * gradient is not finite changes nothing (no update, no balancer or sampler
  * state beyond the draw) and is reported (progress.skipped, the log, a
  * warning).
@@ -62,6 +65,11 @@ typedef enum mtft_lr_schedule {
     MTFT_LR_LINEAR = 1,   /* linear warmup, then linear decay to min_lr_ratio * lr */
     MTFT_LR_COSINE = 2    /* linear warmup, then cosine decay to min_lr_ratio * lr */
 } mtft_lr_schedule;
+
+typedef enum mtft_optimizer_kind {
+    MTFT_OPTIM_ADAMW = 0, /* AdamW (beta1, beta2, eps, decoupled weight decay) */
+    MTFT_OPTIM_SGD = 1    /* SGD with momentum (weight decay added to the gradient, as mtft_sgd) */
+} mtft_optimizer_kind;
 
 typedef enum mtft_progress_event {
     MTFT_PROGRESS_STEP = 0, /* after an optimizer step (or a skipped one) */
@@ -143,13 +151,32 @@ typedef struct mtft_trainer_options {
     const char *ckpt_dir;
     int64_t save_every;
     int keep_last;
+    /* optimizer kind, accumulation and SAM.
+     * grad_accum_steps N > 1: one optimizer step takes N micro-batches of
+     * batch_size rows each, drawn one after the other from the sampler; each
+     * micro-batch's weighted loss is scaled by 1/N and its gradients add up,
+     * so with equal weights N micro-batches of b rows give the gradient of
+     * one batch of N*b rows (per-task mean losses). The (loss-level)
+     * balancer steps once per micro-batch on that micro-batch's losses; the
+     * sampler's rates change only after the optimizer step. Gradient-level
+     * balancers need N == 1.
+     * sam_rho > 0: SAM (Foret et al. 2021): after the backward the trainable
+     * weights move by e = rho g / ||g||, the same batch runs forward and
+     * backward again with the balancer's weights of the first pass, the
+     * weights are restored exactly and the optimizer steps with the second
+     * gradient. Needs grad_accum_steps == 1 and a loss-level balancer. */
+    int optimizer;            /* an mtft_optimizer_kind */
+    float momentum;           /* SGD momentum */
+    int grad_accum_steps;     /* >= 1 */
+    float sam_rho;            /* > 0: SAM radius; 0: off */
 } mtft_trainer_options;
 
 #define MTFT_TRAINER_OPTIONS_VERSION 1
 #define MTFT_TRAINER_OPTIONS_INIT                                                                           \
     {MTFT_TRAINER_OPTIONS_VERSION, 1, 1000, 0.0, 16, 128, MTFT_TRUNCATE_RIGHT, 0, 1e-3f, 0.01f, 0.9f, 0.999f, \
      1e-8f, 0, MTFT_LR_LINEAR, 0.0f, 1.0f, 0, 0.1f, 8, 16.0f, NULL, 0, 0, MTFT_POOL_LAST,                   \
-     MTFT_SAMPLER_OPTIONS_INIT, MTFT_BALANCER_OPTIONS_INIT, 0, 0, 0, 32, 0, NULL, 0, NULL, NULL, NULL, 0, 3}
+     MTFT_SAMPLER_OPTIONS_INIT, MTFT_BALANCER_OPTIONS_INIT, 0, 0, 0, 32, 0, NULL, 0, NULL, NULL, NULL, 0, 3,                    \
+     MTFT_OPTIM_ADAMW, 0.9f, 1, 0.0f}
 
 /* A trainer for the model m (borrowed; it must outlive the trainer). The
  * options are copied (strings too), except the per-task weight arrays of

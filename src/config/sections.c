@@ -39,6 +39,7 @@ static const char *const k_pool[] = {"mean", "last", "first", NULL};
 static const char *const k_strategy[] = {"proportional", "capped", "temperature", "uniform", "weights", NULL};
 static const char *const k_batch_mode[] = {"mixed", "single_task", NULL};
 static const char *const k_epoch[] = {"reshuffle", "stop", NULL};
+static const char *const k_optimizer[] = {"adamw", "sgd", NULL}; /* mtft_optimizer_kind order */
 static const char *const k_schedule[] = {"constant", "linear", "cosine", NULL};
 static const char *const k_mgda_norm[] = {"none", "l2", "loss", "loss+", NULL};
 /* mtft_balance_method order (check_config compares with mtft_balance_method_name) */
@@ -195,8 +196,18 @@ static const mtft_cfg_key k_optim_keys[] = {
     KF("eps", TR(eps), "1e-8", 0, 1, "AdamW epsilon."),
     KF("grad_clip", TR(grad_clip), "1", 0, 1e9, "Clip the global gradient norm to this; 0: off. Same as train.grad_clip."),
     KB("decay_1d", R(adamw.decay_1d), "false", "Decay 1-D tensors (biases, norms) too (mtft_adamw_options only)."),
+    KE("type", TR(optimizer), "adamw", k_optimizer,
+       "adamw, or sgd (SGD with momentum; weight_decay is then added to the gradient)."),
+    KF("momentum", TR(momentum), "0.9", 0, 0.999, "SGD momentum (type: sgd)."),
+    KI("grad_accum_steps", TR(grad_accum_steps), "1", 1, 1048576,
+       "Micro-batches of batch_size rows per optimizer step, each loss scaled by 1/N; the loss balancer steps on "
+       "each micro-batch, the sampler's rates change after the optimizer step. Gradient-level balancers need 1."),
+    KF("sam_rho", TR(sam_rho), "0", 0, 100,
+       "> 0: SAM with this radius (a second forward-backward at the perturbed weights, which are then restored). "
+       "Needs grad_accum_steps 1 and a loss-level balancer."),
 };
-static const mtft_cfg_section k_optim = {"optimizer", k_optim_keys, N_KEYS(k_optim_keys), "AdamW."};
+static const mtft_cfg_section k_optim = {"optimizer", k_optim_keys, N_KEYS(k_optim_keys),
+                                         "AdamW or SGD with momentum, gradient accumulation, SAM."};
 
 static const mtft_cfg_key k_sched_keys[] = {
     KE("type", TR(schedule), "linear", k_schedule,

@@ -60,7 +60,20 @@ int mtft_trainer_new(mtft_trainer **out, mtft_model *m, const mtft_trainer_optio
        (long long)o->save_every, o->keep_last);
     if (o->save_every > 0 && !(o->ckpt_dir && *o->ckpt_dir))
         return mtft__err(MTFT_EINVAL, "trainer: save_every %lld needs ckpt_dir", (long long)o->save_every);
+    RQ(o->optimizer == MTFT_OPTIM_ADAMW || o->optimizer == MTFT_OPTIM_SGD,
+       "trainer: unknown optimizer %d (adamw or sgd)", o->optimizer);
+    RQ(isfinite(o->momentum) && o->momentum >= 0.0f && o->momentum < 1.0f,
+       "trainer: momentum %g must be in [0, 1)", (double)o->momentum);
+    RQ(o->grad_accum_steps >= 1, "trainer: grad_accum_steps %d must be >= 1", o->grad_accum_steps);
+    RQ(isfinite(o->sam_rho) && o->sam_rho >= 0.0f, "trainer: sam_rho %g must be >= 0 (0: off)", (double)o->sam_rho);
 #undef RQ
+    if (mtft_balancer_is_gradient_level(o->balancer.method) == 1 && (o->grad_accum_steps > 1 || o->sam_rho > 0.0f))
+        return mtft__err(MTFT_EINVAL,
+                         "trainer: balancer '%s' is gradient-level: grad_accum_steps (%d) must be 1 and sam_rho (%g) 0",
+                         mtft_balance_method_name(o->balancer.method), o->grad_accum_steps, (double)o->sam_rho);
+    if (o->sam_rho > 0.0f && o->grad_accum_steps > 1)
+        return mtft__err(MTFT_EINVAL, "trainer: sam_rho %g needs grad_accum_steps 1 (got %d)", (double)o->sam_rho,
+                         o->grad_accum_steps);
     if (!o->train_base && !o->lora_rank && !o->shared_lora_rank)
         mtft__log(MTFT_LOG_WARN, "trainer: base frozen and no LoRA: only the heads train");
     if (mtft_balancer_is_gradient_level(o->balancer.method) == 1 && o->shared_lora_rank < 1)
@@ -88,6 +101,8 @@ void mtft_trainer_free(mtft_trainer *tr) {
     if (!tr) return;
     if (tr->log) fclose(tr->log);
     mtft_adamw_free(tr->opt);
+    mtft_sgd_free(tr->sgd);
+    mtft_sam_free(tr->sam);
     mtft_sampler_free(tr->sampler);
     mtft_balancer_free(tr->bal);
     mtft_peft_free(tr->peft);
@@ -246,9 +261,29 @@ static int add_group(mtft_trainer *tr, mtft_param_group *pg, float scale) {
     tr->n_groups++;
     int rc = mtft_param_group_set_trainable(pg, 1);
     if (rc < 0) return rc;
+    if (tr->sgd) {
+        mtft_sgd_group_options so = MTFT_SGD_GROUP_OPTIONS_INIT;
+        so.lr_scale = scale;
+        return mtft_sgd_add_group(tr->sgd, pg, &so);
+    }
     mtft_adamw_group_options go = MTFT_ADAMW_GROUP_OPTIONS_INIT;
     go.lr_scale = scale;
     return mtft_adamw_add_group(tr->opt, pg, &go);
+}
+
+/* The configured optimizer (AdamW or SGD). */
+static void opt_zero_grad(mtft_trainer *tr) {
+    if (tr->sgd) mtft_sgd_zero_grad(tr->sgd);
+    else mtft_adamw_zero_grad(tr->opt);
+}
+static int opt_step(mtft_trainer *tr, float lr) {
+    int rc;
+    if (tr->sgd) {
+        if ((rc = mtft_sgd_set_lr(tr->sgd, lr)) < 0) return rc;
+        return mtft_sgd_step(tr->sgd);
+    }
+    if ((rc = mtft_adamw_set_lr(tr->opt, lr)) < 0) return rc;
+    return mtft_adamw_step(tr->opt);
 }
 
 static const char *default_targets(const mtft_model *m) {
@@ -303,7 +338,16 @@ int mtft_trainer__prepare(mtft_trainer *tr) {
     ao.beta1 = tr->o.beta1;
     ao.beta2 = tr->o.beta2;
     ao.eps = tr->o.eps;
-    if ((rc = mtft_adamw_new(&tr->opt, &ao)) < 0) return rc;
+    if (tr->o.optimizer == MTFT_OPTIM_SGD) {
+        mtft_sgd_options so = MTFT_SGD_OPTIONS_INIT;
+        so.lr = tr->o.lr;
+        so.weight_decay = tr->o.weight_decay;
+        so.momentum = tr->o.momentum;
+        if ((rc = mtft_sgd_new(&tr->sgd, &so)) < 0) return rc;
+    } else if ((rc = mtft_adamw_new(&tr->opt, &ao)) < 0) {
+        return rc;
+    }
+    if (tr->o.sam_rho > 0.0f && (rc = mtft_sam_new(&tr->sam, NULL)) < 0) return rc;
     /* what trains: the base (optional), LoRA per task and shared, the heads */
     mtft_param_group *base = mtft_model_base_group(tr->m);
     if (tr->o.train_base) {
@@ -432,14 +476,12 @@ static void grad_scale(mtft_trainer *tr, float f) {
 
 static int report(mtft_trainer *tr, mtft_progress *pr);
 
-/* One optimizer step. Returns 1 when the sampler ran out of data (nothing
- * done), 0 after a step (or a skipped step), < 0 on error. */
-static int train_step(mtft_trainer *tr) {
+/* Draw one micro-batch of batch_size rows from the sampler, group it by task
+ * and collate it; set rows, row_off, mask, n_tok, n_smp. Returns 1 when the
+ * sampler ran out of data, 0 on success. */
+static int draw_batch(mtft_trainer *tr, int64_t *tokens) {
     const int K = tr->n_tasks;
-    mtft_graph *g = tr->g;
-    int rc = mtft_sampler_rates(tr->sampler, tr->rates);
-    if (rc < 0) return rc;
-    rc = mtft_sampler_next_batch(tr->sampler, tr->o.batch_size, tr->task_ids, tr->ex_idx);
+    int rc = mtft_sampler_next_batch(tr->sampler, tr->o.batch_size, tr->task_ids, tr->ex_idx);
     if (rc == MTFT_ESTATE && mtft_sampler_finished(tr->sampler)) {
         mtft_error_clear();
         return 1;
@@ -465,8 +507,7 @@ static int train_step(mtft_trainer *tr) {
     }
     if ((rc = collate(tr, n)) < 0) return rc;
     const mtft_batch *b = &tr->batch;
-    int64_t tokens = 0;
-    for (int r = 0; r < b->n_rows; r++) tokens += b->valid_len[r];
+    for (int r = 0; r < b->n_rows; r++) *tokens += b->valid_len[r];
     for (int k = 0; k < K; k++) {
         tr->mask[k] = tr->rows[k] > 0;
         tr->n_smp[k] = tr->rows[k];
@@ -480,80 +521,138 @@ static int train_step(mtft_trainer *tr) {
         }
         tr->n_tok[k] = c;
     }
-    /* forward */
+    return 0;
+}
+
+/* Training forward of the collated batch (each task's LoRA on its rows);
+ * tl[k] gets task k's mean loss (NULL when absent). */
+static int forward_batch(mtft_trainer *tr, mtft_tensor **tl) {
+    const int K = tr->n_tasks;
+    mtft_graph *g = tr->g;
+    const mtft_batch *b = &tr->batch;
+    int rc;
     mtft_graph_reset(g);
     mtft_graph_set_grad_enabled(g, 1);
     mtft_graph_set_training(g, 1);
     if (tr->peft && (rc = mtft_peft_set_batch(tr->peft, g, tr->row_off)) < 0) return rc;
     mtft_head_targets tg[64];
     mtft_head_targets *tgp = K <= 64 ? tg : mtft__malloc((size_t)K * sizeof *tgp);
-    mtft_tensor **tl = mtft__malloc((size_t)K * sizeof *tl);
-    if (!tgp || !tl) {
-        if (tgp != tg) mtft__free(tgp);
-        mtft__free(tl);
-        return mtft__err(MTFT_ENOMEM, "trainer: out of memory");
-    }
+    if (!tgp) return mtft__err(MTFT_ENOMEM, "trainer: out of memory");
     fill_targets(tr, b, tgp);
     mtft_multitask_batch mb = {b->ids, b->n_rows, b->seq_len, b->valid_len, b->task_id};
     rc = mtft_multitask_forward(tr->m, g, &mb, tr->heads, tgp, K, NULL, tl, NULL, NULL);
     if (tgp != tg) mtft__free(tgp);
-    if (rc < 0) {
-        mtft__free(tl);
-        mtft__err_prefix("trainer: step %lld", (long long)tr->step + 1);
-        return rc;
+    if (rc < 0) mtft__err_prefix("trainer: step %lld", (long long)tr->step + 1);
+    return rc;
+}
+
+/* sum_k scale * w_k * loss_k as a graph node (NULL when no task is present). */
+static mtft_tensor *weighted_total(mtft_trainer *tr, mtft_tensor **tl, float scale) {
+    mtft_tensor *total = NULL;
+    for (int k = 0; k < tr->n_tasks; k++) {
+        if (!tl[k]) continue;
+        const float w = tr->w_out[k] * scale;
+        mtft_tensor *wl = w == 1.0f ? tl[k] : mtft_scale(tr->g, tl[k], w);
+        total = total ? mtft_add(tr->g, total, wl) : wl;
     }
-    int finite = 1;
-    for (int k = 0; k < K; k++) {
-        tr->losses[k] = tl[k] ? mtft_tensor_data(tl[k])[0] : NAN;
-        if (tl[k] && !isfinite(tr->losses[k])) finite = 0;
-        tr->w_out[k] = 0.0f;
+    return total;
+}
+
+static int backward_total(mtft_trainer *tr, mtft_tensor *total) {
+    int rc;
+    if (!total) return mtft_graph_status(tr->g) < 0 ? mtft_graph_status(tr->g) : MTFT_ERROR;
+    if ((rc = mtft_graph_backward(tr->g, total, NULL)) < 0)
+        mtft__err_prefix("trainer: backward of step %lld", (long long)tr->step + 1);
+    return rc;
+}
+
+/* SAM's second pass: perturb the trainable weights along the gradient, run
+ * the same batch forward and backward again (the first pass's weights),
+ * restore the weights bit for bit. *finite is cleared when the perturbed
+ * loss is not finite. */
+static int sam_pass(mtft_trainer *tr, mtft_tensor **tl, int *finite) {
+    int rc = mtft_sam_perturb(tr->sam, tr->groups, tr->n_groups, tr->o.sam_rho, NULL);
+    if (rc == MTFT_ENUMERIC) {
+        mtft_error_clear();
+        *finite = 0;
+        return MTFT_OK;
+    }
+    if (rc < 0) return rc;
+    opt_zero_grad(tr);
+    rc = forward_batch(tr, tl);
+    if (rc >= 0) {
+        for (int k = 0; k < tr->n_tasks; k++)
+            if (tl[k] && !isfinite(mtft_tensor_data(tl[k])[0])) *finite = 0;
+        if (*finite) rc = backward_total(tr, weighted_total(tr, tl, 1.0f));
+    }
+    const int rr = mtft_sam_restore(tr->sam);
+    return rc < 0 ? rc : rr;
+}
+
+/* One optimizer step over grad_accum_steps micro-batches. Returns 1 when the
+ * sampler ran out of data (nothing done), 0 after a step (or a skipped
+ * step), < 0 on error. */
+static int train_step(mtft_trainer *tr) {
+    const int K = tr->n_tasks;
+    const int A = tr->o.grad_accum_steps;
+    int rc = mtft_sampler_rates(tr->sampler, tr->rates);
+    if (rc < 0) return rc;
+    mtft_tensor **tl = mtft__malloc((size_t)K * sizeof *tl);
+    double *acc = mtft__calloc((size_t)K * 3, sizeof *acc); /* loss sum, weight sum, presence count */
+    int *rows = mtft__calloc((size_t)K, sizeof *rows);
+    if (!tl || !acc || !rows) {
+        rc = mtft__err(MTFT_ENOMEM, "trainer: out of memory");
+        goto out;
     }
     const float lr = lr_at(&tr->o, tr->step);
     float total_loss = NAN, gnorm = NAN;
-    int skipped = !finite;
-    if (finite) {
-        /* the balancer's state is kept so that a skipped step leaves no trace */
-        mtft_balancer_state_save(tr->bal, tr->bal_state, tr->bal_state_n, NULL);
+    int64_t tokens = 0;
+    int finite = 1, done = 0;
+    double tl_sum = 0.0;
+    opt_zero_grad(tr);
+    /* the balancer's state is kept so that a skipped step leaves no trace */
+    mtft_balancer_state_save(tr->bal, tr->bal_state, tr->bal_state_n, NULL);
+    for (int mi = 0; mi < A && finite; mi++) {
+        rc = draw_batch(tr, &tokens);
+        if (rc == 1) break;
+        if (rc < 0) goto out;
+        if ((rc = forward_batch(tr, tl)) < 0) goto out;
+        done++;
+        for (int k = 0; k < K; k++) {
+            tr->losses[k] = tl[k] ? mtft_tensor_data(tl[k])[0] : NAN;
+            if (tl[k] && !isfinite(tr->losses[k])) finite = 0;
+            tr->w_out[k] = 0.0f;
+            rows[k] += tr->rows[k];
+        }
+        if (!finite) break;
         mtft_balance_input in = MTFT_BALANCE_INPUT_INIT;
-        in.losses = tr->losses;
         in.mask = tr->mask;
         in.n_tokens = tr->n_tok;
         in.n_samples = tr->n_smp;
         float *masked = tr->weights; /* losses with 0 for absent tasks (the balancer wants finite values) */
         for (int k = 0; k < K; k++) masked[k] = tr->mask[k] ? tr->losses[k] : 0.0f;
         in.losses = masked;
-        mtft_tensor *total = NULL;
         if (!tr->grad_level) {
-            mtft_balance_output out = {tr->w_out, NULL};
-            if ((rc = mtft_balancer_step(tr->bal, &in, &out)) < 0) {
-                mtft__free(tl);
-                return rc;
-            }
+            mtft_balance_output bo = {tr->w_out, NULL};
+            if ((rc = mtft_balancer_step(tr->bal, &in, &bo)) < 0) goto out;
         } else {
             for (int k = 0; k < K; k++) tr->w_out[k] = tr->mask[k] ? 1.0f : 0.0f;
         }
-        double tl_sum = 0.0;
         for (int k = 0; k < K; k++) {
             if (!tl[k]) continue;
-            mtft_tensor *wl = tr->w_out[k] == 1.0f ? tl[k] : mtft_scale(g, tl[k], tr->w_out[k]);
-            total = total ? mtft_add(g, total, wl) : wl;
-            tl_sum += (double)tr->w_out[k] * (double)tr->losses[k];
+            tl_sum += (double)tr->w_out[k] * (double)tr->losses[k] / (double)A;
+            acc[k] += (double)tr->losses[k];
+            acc[K + k] += (double)tr->w_out[k];
+            acc[2 * K + k] += 1.0;
         }
-        total_loss = (float)tl_sum;
-        mtft_adamw_zero_grad(tr->opt);
-        if (!total || (rc = mtft_graph_backward(g, total, NULL)) < 0) {
-            mtft__free(tl);
-            if (!total) return mtft_graph_status(g) < 0 ? mtft_graph_status(g) : MTFT_ERROR;
-            mtft__err_prefix("trainer: backward of step %lld", (long long)tr->step + 1);
-            return rc;
-        }
+        if ((rc = backward_total(tr, weighted_total(tr, tl, 1.0f / (float)A))) < 0) goto out;
         if (tr->grad_level) {
             size_t np = 0;
             float *gs = mtft_param_group_grad(tr->shared, &np);
             const float **gk = mtft__malloc((size_t)K * sizeof *gk);
             if (!gk) {
-                mtft__free(tl);
-                return mtft__err(MTFT_ENOMEM, "trainer: out of memory");
+                rc = mtft__err(MTFT_ENOMEM, "trainer: out of memory");
+                goto out;
             }
             int gfinite = 1;
             for (int k = 0; k < K; k++) {
@@ -564,43 +663,61 @@ static int train_step(mtft_trainer *tr) {
             if (gfinite) {
                 in.grads = gk;
                 in.n_params = (int64_t)np;
-                mtft_balance_output out = {tr->w_out, tr->gsum};
-                rc = mtft_balancer_step(tr->bal, &in, &out);
+                mtft_balance_output bo = {tr->w_out, tr->gsum};
+                rc = mtft_balancer_step(tr->bal, &in, &bo);
                 if (rc >= 0) memcpy(gs, tr->gsum, np * sizeof *gs);
             }
             mtft__free(gk);
-            if (rc < 0) {
-                mtft__free(tl);
-                return rc;
-            }
-        }
-        const double ss = grad_sumsq(tr);
-        gnorm = (float)sqrt(ss);
-        if (!isfinite(ss)) {
-            skipped = 1;
-            mtft_balancer_state_load(tr->bal, tr->bal_state, tr->bal_state_n);
+            if (rc < 0) goto out;
+            for (int k = 0; k < K; k++) acc[K + k] = tr->w_out[k];
         }
     }
-    mtft__free(tl);
+    if (done == 0) {
+        rc = 1;
+        goto out;
+    }
+    /* the step's per-task figures: mean over the micro-batches a task was in */
+    for (int k = 0; k < K; k++) {
+        tr->rows[k] = rows[k];
+        if (!finite) continue;
+        tr->mask[k] = acc[2 * K + k] > 0.0;
+        tr->losses[k] = tr->mask[k] ? (float)(acc[k] / acc[2 * K + k]) : NAN;
+        tr->w_out[k] = tr->mask[k] ? (float)(acc[K + k] / acc[2 * K + k]) : 0.0f;
+    }
+    int skipped = !finite;
+    if (finite) {
+        if (done < A) grad_scale(tr, (float)A / (float)done); /* the sampler ran out mid-step */
+        total_loss = (float)(tl_sum * (double)A / (double)done);
+        double ss = grad_sumsq(tr);
+        if (isfinite(ss) && tr->sam) {
+            if ((rc = sam_pass(tr, tl, &finite)) < 0) goto out;
+            ss = finite ? grad_sumsq(tr) : NAN;
+        }
+        gnorm = (float)sqrt(ss);
+        if (!isfinite(ss)) skipped = 1;
+    }
     if (skipped) {
+        mtft_balancer_state_load(tr->bal, tr->bal_state, tr->bal_state_n);
         tr->n_skipped++;
-        mtft_adamw_zero_grad(tr->opt);
+        opt_zero_grad(tr);
         mtft__log(MTFT_LOG_WARN, "trainer: step %lld skipped: non-finite %s (%lld skipped so far)",
                   (long long)tr->step + 1, finite ? "gradient" : "loss", (long long)tr->n_skipped);
     } else {
         if (tr->o.grad_clip > 0.0f && gnorm > tr->o.grad_clip) grad_scale(tr, tr->o.grad_clip / gnorm);
-        if ((rc = mtft_adamw_set_lr(tr->opt, lr)) < 0) return rc;
-        if ((rc = mtft_adamw_step(tr->opt)) < 0) return rc;
+        if ((rc = opt_step(tr, lr)) < 0) goto out;
         for (int k = 0; k < K; k++)
             if (tr->mask[k]) tr->last_w[k] = tr->w_out[k];
         if (tr->o.balancer_drives_sampler && !tr->grad_level) {
             double *r = mtft__malloc((size_t)K * sizeof *r);
-            if (!r) return mtft__err(MTFT_ENOMEM, "trainer: out of memory");
+            if (!r) {
+                rc = mtft__err(MTFT_ENOMEM, "trainer: out of memory");
+                goto out;
+            }
             double s = 0.0;
             for (int k = 0; k < K; k++) s += r[k] = tr->last_w[k] > 0.0f ? (double)tr->last_w[k] : 0.0;
             rc = s > 0.0 ? mtft_sampler_set_rates(tr->sampler, r, 0) : MTFT_OK;
             mtft__free(r);
-            if (rc < 0) return rc;
+            if (rc < 0) goto out;
         }
     }
     tr->step++;
@@ -613,8 +730,14 @@ static int train_step(mtft_trainer *tr) {
     pr.grad_norm = gnorm;
     pr.skipped = skipped;
     pr.tokens = tokens;
-    return report(tr, &pr);
+    rc = report(tr, &pr);
+out:
+    mtft__free(tl);
+    mtft__free(acc);
+    mtft__free(rows);
+    return rc;
 }
+
 
 /* ---- progress output ----------------------------------------------------------- */
 

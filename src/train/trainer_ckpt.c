@@ -192,8 +192,11 @@ static int save_state(mtft_trainer *tr, wbuf *b) {
         float *m = NULL, *v = NULL;
         size_t n = 0;
         int64_t st = 0;
-        int rc = mtft_adamw_group_state(tr->opt, i, &m, &v, &n, &st);
+        /* SGD: the momentum buffer stands in for both moments (v a copy) */
+        int rc = tr->sgd ? mtft_sgd_group_state(tr->sgd, i, &m, &n, &st)
+                         : mtft_adamw_group_state(tr->opt, i, &m, &v, &n, &st);
         if (rc < 0) return rc;
+        if (tr->sgd) v = m;
         put_u64(b, (uint64_t)st);
         put_u64(b, m && v ? (uint64_t)n : 0);
         if (m && v) {
@@ -376,8 +379,14 @@ int mtft_trainer_load(mtft_trainer *tr, const char *dir) {
             float *m = NULL, *v = NULL;
             size_t gn = 0;
             int64_t s0;
-            if ((rc = mtft_adamw_group_state_alloc(tr->opt, i)) < 0) goto done;
-            if ((rc = mtft_adamw_group_state(tr->opt, i, &m, &v, &gn, &s0)) < 0) goto done;
+            if (tr->sgd) {
+                if ((rc = mtft_sgd_group_state_alloc(tr->sgd, i)) < 0) goto done;
+                if ((rc = mtft_sgd_group_state(tr->sgd, i, &m, &gn, &s0)) < 0) goto done;
+                v = m; /* written twice: the second read leaves the same values */
+            } else {
+                if ((rc = mtft_adamw_group_state_alloc(tr->opt, i)) < 0) goto done;
+                if ((rc = mtft_adamw_group_state(tr->opt, i, &m, &v, &gn, &s0)) < 0) goto done;
+            }
             if (gn != n) {
                 rc = mtft__err(MTFT_EINVAL, "checkpoint: '%s': group '%s' has %llu moments, the trainer %zu", path,
                                mtft_param_group_name(tr->groups[i]), (unsigned long long)n, gn);
@@ -386,7 +395,8 @@ int mtft_trainer_load(mtft_trainer *tr, const char *dir) {
             get_f32s(&r, m, n);
             get_f32s(&r, v, n);
         }
-        if ((rc = mtft_adamw_set_group_step(tr->opt, i, gst)) < 0) goto done;
+        if ((rc = tr->sgd ? mtft_sgd_set_group_step(tr->sgd, i, gst) : mtft_adamw_set_group_step(tr->opt, i, gst)) < 0)
+            goto done;
     }
     const uint64_t ns = get_u64(&r);
     if (r.bad || r.at + ns > r.n) {

@@ -35,7 +35,9 @@ struct mtft_trainer {
     float *group_scale;
     float **best;              /* copies of the groups' data at the best dev score */
     int n_groups;
-    mtft_adamw *opt;
+    mtft_adamw *opt;           /* optimizer == adamw */
+    mtft_sgd *sgd;             /* optimizer == sgd */
+    mtft_sam *sam;             /* sam_rho > 0 */
     mtft_sampler *sampler;
     mtft_balancer *bal;
     int grad_level;
