@@ -724,6 +724,71 @@ START_TEST(test_trainer_sgd_resume_bit_exact) {
 }
 END_TEST
 
+START_TEST(test_trainer_generation_exact_match) {
+    /* a copy task: "<w1> <w2> =" -> "<w1> <w2>" (+ eos); greedy decodes with
+     * the task's LoRA must reproduce most targets after training */
+    const char *splits[2] = {"train", "dev"};
+    uint64_t s = 777;
+    for (int sp = 0; sp < 2; sp++) {
+        char p[700];
+        snprintf(p, sizeof p, "%s/copy_%s.jsonl", g_dir, splits[sp]);
+        FILE *fo = fopen(p, "w");
+        ck_assert_ptr_nonnull(fo);
+        for (int i = 0; i < (sp ? 40 : 400); i++) {
+            int w[2];
+            for (int j = 0; j < 2; j++) {
+                s = s * 6364136223846793005ull + 1442695040888963407ull;
+                w[j] = (int)((s >> 33) % N_WORDS);
+            }
+            fprintf(fo, "{\"input\": \"%s %s\", \"target\": \" %s %s\"}\n", k_words[w[0]], k_words[w[1]],
+                    k_words[w[0]], k_words[w[1]]);
+        }
+        fclose(fo);
+    }
+    fx f;
+    fx_init(&f, 3);
+    char tp[700], dp[700];
+    snprintf(tp, sizeof tp, "%s/copy_train.jsonl", g_dir);
+    snprintf(dp, sizeof dp, "%s/copy_dev.jsonl", g_dir);
+    mtft_task_options to = MTFT_TASK_OPTIONS_INIT;
+    to.name = "copy";
+    to.type = MTFT_TASK_GENERATION;
+    to.train_file = tp;
+    to.dev_file = dp;
+    to.prompt_template = "{input} =";
+    mtft_task *task = NULL;
+    mtft_data_options dopt = MTFT_DATA_OPTIONS_INIT;
+    dopt.log_progress = 0;
+    ck_assert_msg(mtft_task_new(&task, &to) == MTFT_OK, "%s", mtft_error_last()->message);
+    ck_assert_msg(mtft_task_load(task, f.tok, &dopt) == MTFT_OK, "%s", mtft_error_last()->message);
+    const int32_t eos = mtft_tokenizer_token_to_id(f.tok, "<|endoftext|>");
+    ck_assert_int_ge(eos, 0);
+    mtft_trainer_options o = base_opts();
+    o.max_steps = 250;
+    o.batch_size = 16;
+    o.lr = 1e-2f;
+    o.warmup_steps = 10;
+    o.pad_id = eos;
+    mtft_trainer *tr = NULL;
+    ck_assert_msg(mtft_trainer_new(&tr, f.m, &o) == MTFT_OK, "%s", mtft_error_last()->message);
+    ck_assert_int_eq(mtft_trainer_add_task(tr, task, NULL), 0);
+    ck_assert_int_eq(mtft_trainer_set_tokenizer(tr, f.tok, eos), MTFT_OK);
+    double em0 = -1, em = -1, chrf0 = -1, chrf = -1;
+    ck_assert_int_eq(mtft_trainer_evaluate(tr, MTFT_SPLIT_DEV, 0), MTFT_OK);
+    ck_assert_int_eq(mtft_trainer_eval_value(tr, 0, MTFT_SPLIT_DEV, MTFT_METRIC_EXACT_MATCH, &em0, NULL), MTFT_OK);
+    ck_assert_int_eq(mtft_trainer_eval_value(tr, 0, MTFT_SPLIT_DEV, MTFT_METRIC_CHRF, &chrf0, NULL), MTFT_OK);
+    ck_assert_msg(mtft_trainer_run(tr) == MTFT_OK, "%s", mtft_error_last()->message);
+    ck_assert_int_eq(mtft_trainer_evaluate(tr, MTFT_SPLIT_DEV, 0), MTFT_OK);
+    ck_assert_int_eq(mtft_trainer_eval_value(tr, 0, MTFT_SPLIT_DEV, MTFT_METRIC_EXACT_MATCH, &em, NULL), MTFT_OK);
+    ck_assert_int_eq(mtft_trainer_eval_value(tr, 0, MTFT_SPLIT_DEV, MTFT_METRIC_CHRF, &chrf, NULL), MTFT_OK);
+    ck_assert_msg(em0 < 0.2 && em >= 0.8, "exact match %.3f -> %.3f (chrF %.1f -> %.1f)", em0, em, chrf0, chrf);
+    ck_assert_msg(chrf > chrf0 && chrf >= 80.0, "chrF %.1f -> %.1f", chrf0, chrf);
+    mtft_trainer_free(tr);
+    mtft_task_free(task);
+    fx_free(&f);
+}
+END_TEST
+
 static Suite *mtft_test_trainer_suite(void) {
     Suite *s = suite_create("trainer");
     TCase *tc = tcase_create("api");
@@ -739,6 +804,7 @@ static Suite *mtft_test_trainer_suite(void) {
     tcase_add_test(tc, test_trainer_grad_accum_equals_big_batch);
     tcase_add_test(tc, test_trainer_sam_update_and_restore);
     tcase_add_test(tc, test_trainer_sgd_resume_bit_exact);
+    tcase_add_test(tc, test_trainer_generation_exact_match);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -32,7 +32,8 @@
  *   classification  accuracy, macro_f1, mcc
  *   regression      rmse, mae, pearson, spearman
  *   tagging         token_accuracy, tag_micro_f1, tag_macro_f1 (+ span_f1 for BIO tags)
- *   generation      perplexity, nll and teacher-forced token_accuracy of the target
+ *   generation      perplexity, nll and teacher-forced token_accuracy of the target;
+ *                   with mtft_trainer_set_tokenizer also exact_match and chrf of greedy decodes
  * The selection score is the mean over tasks of each task's primary metric
  * (accuracy, token_accuracy, pearson, or -log perplexity): the best dev
  * score keeps a copy of the trainable weights, early stopping counts
@@ -232,6 +233,16 @@ MTFT_API int mtft_trainer_eval_score(const mtft_trainer *tr, mtft_split split, d
  * n_labels (tagging). Either output may be NULL. */
 MTFT_API int mtft_trainer_predict(mtft_trainer *tr, int task, const int32_t *ids, int n_ids, int32_t *out_ids,
                                   float *out_values);
+
+/* Give the trainer a tokenizer (borrowed; it must outlive the trainer) and
+ * the eos id appended to generation targets (< 0: none). Evaluation of a
+ * generation task then also decodes each example greedily with the task's
+ * LoRA and head (the prompt, then one token at a time with a full forward,
+ * up to the target length + 4 tokens, within max_len, stopping at eos) and
+ * reports exact_match (exact string equality) and chrf of the decoded text
+ * against the target without its eos. Without a tokenizer only perplexity,
+ * nll and token_accuracy are reported. */
+MTFT_API int mtft_trainer_set_tokenizer(mtft_trainer *tr, const mtft_tokenizer *tok, int32_t eos_id);
 
 /* Checkpoints: a directory holding trainer.json (the sidecar: step, seed,
  * tasks, files), trainable.safetensors (every trainable group's weights),

@@ -384,6 +384,12 @@ int cli_cmd_train(int argc, char **argv, int eval_only) {
         ret = cli_fail("trainer options");
         goto done;
     }
+    {
+        /* generation tasks are also scored by exact match and chrF of greedy decodes */
+        const char *et = mtft_config_data(cc.cfg)->eos_token;
+        const int32_t geos = et && *et ? mtft_tokenizer_token_to_id(tok, et) : -1;
+        mtft_trainer_set_tokenizer(tr, tok, geos);
+    }
     for (int k = 0; k < nt; k++) {
         /* tasks[].head of the config, else the head follows the task type */
         mtft_head_options ho;

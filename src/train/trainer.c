@@ -850,6 +850,8 @@ static int report(mtft_trainer *tr, mtft_progress *pr) {
             for (int k = 0; k < K; k++) {
                 const mtft_trainer_res *r = &tr->res[MTFT_SPLIT_DEV][k];
                 printf(" | %s %s %.4f", tr->names[k], mtft_metric_name(tr->primary[k]), r->v[tr->primary[k]]);
+                if (r->have[MTFT_METRIC_EXACT_MATCH])
+                    printf(" em %.4f chrf %.2f", r->v[MTFT_METRIC_EXACT_MATCH], r->v[MTFT_METRIC_CHRF]);
             }
             printf("\n");
             fflush(stdout);
@@ -892,6 +894,105 @@ static void set_res(mtft_trainer_res *r, mtft_metric mi, double v, int defined) 
     r->v[mi] = v;
     r->def[mi] = defined;
     r->have[mi] = 1;
+}
+
+/* ---- generation: greedy decoding scored by exact match and chrF ---------------- */
+
+int mtft_trainer_set_tokenizer(mtft_trainer *tr, const mtft_tokenizer *tok, int32_t eos_id) {
+    MTFT_CHECK_ARG(tr);
+    tr->gen_tok = tok;
+    tr->gen_eos = eos_id;
+    return MTFT_OK;
+}
+
+/* Decode n ids into a fresh NUL-terminated string (*out, mtft__free). */
+static int decode_str(const mtft_tokenizer *tok, const int32_t *ids, int n, char **out) {
+    size_t len = 0;
+    *out = NULL;
+    int rc = mtft_tokenizer_decode(tok, ids, (size_t)n, NULL, 0, &len);
+    if (rc < 0 && rc != MTFT_ERANGE) return rc;
+    mtft_error_clear();
+    char *s = mtft__malloc(len + 1);
+    if (!s) return mtft__err(MTFT_ENOMEM, "trainer: out of memory");
+    if ((rc = mtft_tokenizer_decode(tok, ids, (size_t)n, s, len + 1, &len)) < 0) {
+        mtft__free(s);
+        return rc;
+    }
+    s[len] = '\0';
+    *out = s;
+    return MTFT_OK;
+}
+
+/* Greedy continuation of ex's prompt with task k's LoRA and head, up to the
+ * reference length + 4 tokens (and max_len), stopping at eos; the decoded
+ * hypothesis and reference (target without its eos) go to acc. seq and pred
+ * hold max_len ints. */
+static int gen_example(mtft_trainer *tr, int k, const mtft_example *ex, mtft_metrics *acc, int32_t *seq,
+                       int32_t *pred) {
+    const int T = tr->o.max_len;
+    int L = ex->n_prompt < T ? ex->n_prompt : T - 1;
+    if (L < 1) return MTFT_OK; /* no prompt: nothing to continue */
+    int nref = ex->n_ids - ex->n_prompt;
+    const int32_t *ref = ex->ids + ex->n_prompt;
+    if (nref > 0 && ref[nref - 1] == tr->gen_eos) nref--;
+    const int max_new = nref + 4;
+    memcpy(seq, ex->ids, (size_t)L * sizeof *seq);
+    const int L0 = L;
+    int rc = MTFT_OK;
+    mtft_graph *g = tr->g;
+    while (L - L0 < max_new && L < T) {
+        mtft_graph_reset(g);
+        mtft_graph_set_grad_enabled(g, 0);
+        mtft_graph_set_training(g, 0);
+        if (tr->peft && (rc = mtft_peft_set_task(tr->peft, g, k, 1)) < 0) return rc;
+        const int32_t vl = L;
+        mtft_tensor *hid = mtft_model_hidden(tr->m, g, seq, 1, L, &vl);
+        if (!hid) return mtft_graph_status(g) < 0 ? mtft_graph_status(g) : MTFT_ERROR;
+        if ((rc = mtft_head_predict(tr->heads[k], g, tr->m, hid, &vl, pred, NULL)) < 0) return rc;
+        const int32_t id = pred[L - 1];
+        if (id == tr->gen_eos) break;
+        seq[L++] = id;
+    }
+    char *hs = NULL, *rs = NULL;
+    if ((rc = decode_str(tr->gen_tok, seq + L0, L - L0, &hs)) >= 0 &&
+        (rc = decode_str(tr->gen_tok, ref, nref, &rs)) >= 0) {
+        const char *h1 = hs, *r1 = rs;
+        rc = mtft_metrics_add_text(acc, &h1, &r1, 1);
+    }
+    mtft__free(hs);
+    mtft__free(rs);
+    return rc;
+}
+
+/* Exact match and chrF of greedy decodes of the first n examples of a split. */
+static int gen_eval(mtft_trainer *tr, int k, mtft_split split, int64_t n, mtft_trainer_res *r) {
+    mtft_metrics *acc = NULL;
+    mtft_metrics_options mo = MTFT_METRICS_OPTIONS_INIT;
+    mo.kind = MTFT_METRICS_GENERATION;
+    int rc = mtft_metrics_new(&acc, &mo);
+    if (rc < 0) return rc;
+    int32_t *seq = mtft__malloc((size_t)tr->o.max_len * 2 * sizeof *seq);
+    if (!seq) {
+        mtft_metrics_free(acc);
+        return mtft__err(MTFT_ENOMEM, "trainer: out of memory");
+    }
+    for (int64_t i = 0; i < n && rc >= 0; i++) {
+        mtft_example ex;
+        if ((rc = mtft_task_example(tr->tasks[k], split, i, &ex)) < 0) break;
+        rc = gen_example(tr, k, &ex, acc, seq, seq + tr->o.max_len);
+    }
+    if (rc >= 0 && mtft_metrics_n(acc) > 0 && (rc = mtft_metrics_compute(acc)) >= 0) {
+        double v;
+        int def = 0;
+        if (mtft_metrics_value(acc, MTFT_METRIC_EXACT_MATCH, &v, &def) >= 0) set_res(r, MTFT_METRIC_EXACT_MATCH, v, def);
+        if (mtft_metrics_value(acc, MTFT_METRIC_CHRF, &v, &def) >= 0) set_res(r, MTFT_METRIC_CHRF, v, def);
+    }
+    mtft__free(seq);
+    mtft_metrics_free(acc);
+    mtft_graph_reset(tr->g);
+    mtft_graph_set_grad_enabled(tr->g, 1);
+    mtft_graph_set_training(tr->g, 1);
+    return rc;
 }
 
 static int eval_task(mtft_trainer *tr, int k, mtft_split split, int64_t cap) {
@@ -1000,6 +1101,7 @@ static int eval_task(mtft_trainer *tr, int k, mtft_split split, int64_t cap) {
             set_res(r, mi, v, def);
         }
         if (ty == MTFT_TASK_GENERATION && tok_n > 0) set_res(r, MTFT_METRIC_TOKEN_ACCURACY, (double)tok_ok / (double)tok_n, 1);
+        if (ty == MTFT_TASK_GENERATION && tr->gen_tok) rc = gen_eval(tr, k, split, n, r);
         r->n = n;
         r->done = 1;
     }

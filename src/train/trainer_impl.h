@@ -38,6 +38,8 @@ struct mtft_trainer {
     mtft_adamw *opt;           /* optimizer == adamw */
     mtft_sgd *sgd;             /* optimizer == sgd */
     mtft_sam *sam;             /* sam_rho > 0 */
+    const mtft_tokenizer *gen_tok; /* set: generation tasks are decoded and scored as text */
+    int32_t gen_eos;
     mtft_sampler *sampler;
     mtft_balancer *bal;
     int grad_level;
