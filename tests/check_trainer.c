@@ -789,6 +789,59 @@ START_TEST(test_trainer_generation_exact_match) {
 }
 END_TEST
 
+typedef struct best_rec {
+    double best;
+    int n_evals;
+} best_rec;
+
+static int on_best(const mtft_progress *p, void *payload) {
+    best_rec *b = payload;
+    if (p->event == MTFT_PROGRESS_EVAL) {
+        b->best = p->best_score;
+        b->n_evals++;
+    }
+    return 0;
+}
+
+START_TEST(test_trainer_best_checkpoint_saved) {
+    /* ckpt_dir without periodic saves: the best dev weights land in ckpt_dir/best */
+    mtft_trainer_options o = base_opts();
+    o.max_steps = 24;
+    o.eval_every = 8;
+    o.eval_max_examples = 20;
+    char ck[700], p[800];
+    snprintf(ck, sizeof ck, "%s/ckpt_best", g_dir);
+    o.ckpt_dir = ck;
+    best_rec b = {-1e300, 0};
+    o.progress = on_best;
+    o.payload = &b;
+    fx f;
+    fx_init(&f, 3);
+    mtft_trainer *tr = new_trainer(&f, &o);
+    ck_assert_msg(mtft_trainer_run(tr) == MTFT_OK, "%s", mtft_error_last()->message);
+    ck_assert_int_ge(b.n_evals, 3);
+    mtft_trainer_free(tr);
+    fx_free(&f);
+    snprintf(p, sizeof p, "%s/best/trainer.json", ck);
+    ck_assert_msg(access(p, R_OK) == 0, "no %s", p);
+    /* a fresh trainer loading it scores the best dev score */
+    fx_init(&f, 99);
+    o.progress = NULL;
+    o.payload = NULL;
+    tr = new_trainer(&f, &o);
+    snprintf(p, sizeof p, "%s/best", ck);
+    ck_assert_msg(mtft_trainer_load(tr, p) == MTFT_OK, "%s", mtft_error_last()->message);
+    ck_assert_int_eq(mtft_trainer_evaluate(tr, MTFT_SPLIT_DEV, 0), MTFT_OK);
+    double s = 0;
+    ck_assert_int_eq(mtft_trainer_eval_score(tr, MTFT_SPLIT_DEV, &s), MTFT_OK);
+    ck_assert_msg(fabs(s - b.best) <= 1e-9 * (1 + fabs(b.best)), "best %.12g, reloaded %.12g", b.best, s);
+    ck_assert_int_gt(mtft_trainer_step(tr), 0);
+    mtft_trainer_free(tr);
+    fx_free(&f);
+    rm_dir(ck);
+}
+END_TEST
+
 static Suite *mtft_test_trainer_suite(void) {
     Suite *s = suite_create("trainer");
     TCase *tc = tcase_create("api");
@@ -805,6 +858,7 @@ static Suite *mtft_test_trainer_suite(void) {
     tcase_add_test(tc, test_trainer_sam_update_and_restore);
     tcase_add_test(tc, test_trainer_sgd_resume_bit_exact);
     tcase_add_test(tc, test_trainer_generation_exact_match);
+    tcase_add_test(tc, test_trainer_best_checkpoint_saved);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -148,7 +148,9 @@ typedef struct mtft_trainer_options {
     void *payload;
     /* periodic checkpoints: every save_every steps (> 0) into
      * ckpt_dir/step-NNNNNNNN (mtft_trainer_save), keeping the newest keep_last
-     * (> 0; 0 keeps all) */
+     * (> 0; 0 keeps all). With ckpt_dir set, every evaluation in run() that
+     * improves the best dev score also saves the checkpoint ckpt_dir/best
+     * (never pruned). */
     const char *ckpt_dir;
     int64_t save_every;
     int keep_last;

@@ -237,7 +237,8 @@ static const mtft_cfg_key k_ckpt_keys[] = {
     KP("dir", R(run.checkpoint_dir),
        "Directory the trained state is saved to at the end; none: not saved. Same as train.out."),
     KP("periodic_dir", TR(ckpt_dir),
-       "Directory of periodic checkpoints (step-NNNNNNNN inside). Same as train.ckpt_dir."),
+       "Directory of periodic checkpoints (step-NNNNNNNN inside) and, with eval.every > 0, of the best dev "
+       "checkpoint (best/). Same as train.ckpt_dir."),
     KL("save_every", TR(save_every), "0", 0, BIG,
        "Save into periodic_dir every this many steps; 0: no periodic checkpoints. Same as train.save_every."),
     KI("keep_last", TR(keep_last), "3", 0, 1000000,

@@ -1198,6 +1198,7 @@ static int eval_and_select(mtft_trainer *tr) {
         tr->best_step = tr->step;
         tr->bad_evals = 0;
         if ((rc = keep_best(tr)) < 0) return rc;
+        if (tr->o.ckpt_dir && (rc = mtft_trainer__save_best(tr)) < 0) return rc;
     } else {
         tr->bad_evals++;
     }

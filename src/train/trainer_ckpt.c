@@ -429,6 +429,17 @@ done:
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
+/* The best dev weights so far (the trainer's current state, right after an
+ * evaluation that improved the score) as the checkpoint ckpt_dir/best. */
+int mtft_trainer__save_best(mtft_trainer *tr) {
+    const char *root = tr->o.ckpt_dir;
+    if (mkdir(root, 0777) != 0 && errno != EEXIST)
+        return mtft__err(MTFT_EIO, "checkpoint: cannot create '%s': %s", root, strerror(errno));
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s/best", root);
+    return mtft_trainer_save(tr, dir);
+}
+
 int mtft_trainer__save_periodic(mtft_trainer *tr) {
     const char *root = tr->o.ckpt_dir;
     if (mkdir(root, 0777) != 0 && errno != EEXIST)

@@ -78,6 +78,7 @@ int mtft_trainer__prepare(mtft_trainer *tr);
 void mtft_trainer__rm_tree(const char *path);
 /* Save ckpt_dir/step-NNNNNNNN and drop all but the newest keep_last. */
 int mtft_trainer__save_periodic(mtft_trainer *tr);
+int mtft_trainer__save_best(mtft_trainer *tr);
 double mtft_trainer__now(void);
 
 #endif
