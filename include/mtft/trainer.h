@@ -10,7 +10,7 @@
  *   mtft_trainer_add_task(tr, task_b, NULL);
  *   rc = mtft_trainer_run(tr);                 // MTFT_EUSER if on_step returned non-zero
  *   mtft_trainer_evaluate(tr, MTFT_SPLIT_TEST, 0);
- *   mtft_trainer_eval_value(tr, 0, MTFT_SPLIT_TEST, MTFT_METRIC_ACCURACY, &acc);
+ *   mtft_trainer_eval_value(tr, 0, MTFT_SPLIT_TEST, MTFT_METRIC_ACCURACY, &acc, NULL);
  *   mtft_trainer_free(tr);
  *
  * One training step: the mixture sampler draws batch_size (task, example)
