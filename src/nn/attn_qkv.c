@@ -89,26 +89,10 @@ static void backward_rows(const aq_dims *a, const float *s, float *p, float *dp,
  * split well over threads, while heads split perfectly. */
 static int heads_in_parallel(int64_t n_heads) {
 #ifdef _OPENMP
-    static int openmp_blas = -1;
-    if (openmp_blas < 0) openmp_blas = strcmp(mtft_blas_threading(), "openmp") == 0;
-    return openmp_blas && n_heads > 1 && omp_get_max_threads() > 1;
+    return mtft__blas_nests_serially() && n_heads > 1 && omp_get_max_threads() > 1;
 #else
     (void)n_heads;
     return 0;
-#endif
-}
-static int worker(void) {
-#ifdef _OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
-}
-static int n_workers(void) {
-#ifdef _OPENMP
-    return omp_get_max_threads();
-#else
-    return 1;
 #endif
 }
 
@@ -150,19 +134,18 @@ static int aq_backward(mtft_graph *g, mtft_node *n) {
     const float *y = n->out->data, *dy = n->out->grad;
     const int par = heads_in_parallel(BH);
     const int64_t per = 3 * T * T;
-    float *scratch = mtft__malloc((size_t)((par ? n_workers() : 1) * per) * sizeof(float));
+    float *scratch = mtft__scratch(g, (size_t)((par ? mtft__n_workers() : 1) * per) * sizeof(float));
     if (!scratch)
         return mtft__err(MTFT_ENOMEM, "attention (qkv) backward: no memory for 3 x [%lld, %lld] scratch per thread",
                          (long long)T, (long long)T);
 #pragma omp parallel for schedule(dynamic, 1) if (par)
     for (int64_t bh = 0; bh < BH; bh++) {
         const int64_t b = bh / a.H, h = bh % a.H, L = sv->len[b], off = b * T * C3 + h * a.D;
-        float *s = scratch + (par ? worker() : 0) * per;
+        float *s = scratch + (par ? mtft__worker_id() : 0) * per;
         if (L > 0)
             bwd_head(&a, L, qkv->data + off, dqkv + off, y + b * T * C + h * a.D, dy + b * T * C + h * a.D,
                      sv->lse + bh * T, s, s + T * T, s + 2 * T * T);
     }
-    mtft__free(scratch);
     return MTFT_OK;
 }
 static const mtft_op_def aq_op = {"attention_qkv", aq_backward};
@@ -195,7 +178,7 @@ mtft_tensor *mtft_nn__attention_qkv(mtft_graph *g, mtft_tensor *qkv, int n_head,
     const int64_t BH = a.B * a.H;
     const int par = heads_in_parallel(BH);
     const int64_t per = 2 * T * T;
-    float *scratch = mtft__malloc((size_t)((par ? n_workers() : 1) * per) * sizeof(float));
+    float *scratch = mtft__scratch(g, (size_t)((par ? mtft__n_workers() : 1) * per) * sizeof(float));
     if (!scratch)
         return mtft__op_fail(g, MTFT_ENOMEM, "attention (qkv): no memory for 2 x [%lld, %lld] scratch per thread",
                              (long long)T, (long long)T);
@@ -209,11 +192,10 @@ mtft_tensor *mtft_nn__attention_qkv(mtft_graph *g, mtft_tensor *qkv, int n_head,
 #pragma omp parallel for schedule(dynamic, 1) if (par)
     for (int64_t bh = 0; bh < BH; bh++) {
         const int64_t b = bh / a.H, h = bh % a.H, L = len[b];
-        float *s = scratch + (par ? worker() : 0) * per;
+        float *s = scratch + (par ? mtft__worker_id() : 0) * per;
         if (L > 0)
             fwd_head(&a, L, qkv->data + b * T * C3 + h * D, y->data + b * T * C + h * D, lse + bh * T, s, s + T * T);
     }
-    mtft__free(scratch);
     mtft_node *n = mtft__record(g, &aq_op, y, 1, qkv);
     if (n) {
         sv->lse = lse;

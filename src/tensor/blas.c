@@ -1,3 +1,4 @@
+#include <stdatomic.h>
 /* The one wrapper around cblas_sgemm. */
 #include <cblas.h>
 #include <limits.h>
@@ -26,4 +27,14 @@ int mtft__sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float
     cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, (int)M,
                 (int)N, (int)K, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
     return MTFT_OK;
+}
+
+int mtft__blas_nests_serially(void) {
+    static _Atomic int cached = -1;
+    int v = atomic_load(&cached);
+    if (v < 0) {
+        v = strcmp(mtft_blas_threading(), "openmp") == 0;
+        atomic_store(&cached, v);
+    }
+    return v;
 }

@@ -13,4 +13,10 @@
 int mtft__sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                 int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
 
+/* 1 when OpenBLAS is its OpenMP build: a call from inside an OpenMP
+ * parallel region then runs on the calling thread alone, so callers may run
+ * independent GEMMs one per thread. (A pthread build would start its own
+ * threads from every caller.) Cached after the first call. */
+int mtft__blas_nests_serially(void);
+
 #endif

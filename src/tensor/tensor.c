@@ -5,6 +5,26 @@
 
 #include "tensor_impl.h"
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+int mtft__worker_id(void) {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+int mtft__n_workers(void) {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
 /* ---- accessors ----------------------------------------------------------- */
 int mtft_tensor_ndim(const mtft_tensor *t) { return t ? t->ndim : 0; }
 int64_t mtft_tensor_dim(const mtft_tensor *t, int i) {

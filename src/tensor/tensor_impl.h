@@ -152,6 +152,11 @@ static inline int mtft__contig(const mtft_tensor *t) {
 /* Rows of the last dim: numel / ne[ndim-1]. */
 static inline int64_t mtft__rows(const mtft_tensor *t) { return mtft__numel(t) / t->ne[t->ndim - 1]; }
 static inline int mtft__needs_grad(const mtft_tensor *t) { return t && (t->flags & MTFT_TF_REQUIRES_GRAD); }
+/* OpenMP worker of the calling thread and the number of workers a parallel
+ * region may have (0 and 1 in a serial build): per-thread scratch slots. */
+int mtft__worker_id(void);
+int mtft__n_workers(void);
+
 /* "[2, 3, 4]" into buf. */
 const char *mtft__shape_str(const mtft_tensor *t, char *buf, size_t n);
 

@@ -45,20 +45,6 @@ typedef struct attn_dims {
     int causal;
 } attn_dims;
 
-static int n_workers(void) {
-#ifdef _OPENMP
-    return omp_get_max_threads();
-#else
-    return 1;
-#endif
-}
-static int worker_id(void) {
-#ifdef _OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
-}
 
 /* kt[d*Tp + j] = head[j*st + d] for j < L, 0 for L <= j < Tp */
 static inline void transpose_head(float *kt, const float *head, int64_t st, int64_t L, int64_t Tp, int64_t D) {
@@ -269,7 +255,7 @@ static void attention_forward(const attn_dims *a, const mtft_tensor *q, const mt
         const int64_t b = bh / H, h = bh % H, hk = h / a->rep;
         fwd_head(a, len[b], q->data + b * q->st[0] + h * q->st[1], q->st[2], k->data + b * k->st[0] + hk * k->st[1],
                  k->st[2], v->data + b * v->st[0] + hk * v->st[1], v->st[2], o + bh * T * D, lse + bh * T,
-                 scratch + worker_id() * per);
+                 scratch + mtft__worker_id() * per);
     }
 }
 
@@ -284,13 +270,13 @@ static int attention_backward(mtft_graph *g, mtft_node *n) {
     a.rep = a.H / a.Hkv, a.scale = n->f[0], a.causal = (int)n->i[0];
     const int64_t B = a.B, H = a.H, Hkv = a.Hkv, T = a.T, D = a.D;
     const int64_t Tp = padded(T), per = 2 * D * Tp + 3 * QB * Tp + D;
-    float *scratch = mtft__scratch(g, (size_t)(n_workers() * per) * sizeof(float));
+    float *scratch = mtft__scratch(g, (size_t)(mtft__n_workers() * per) * sizeof(float));
     if (!scratch) return g->status ? g->status : MTFT_ENOMEM;
     const float *o = n->out->data, *dout = n->out->grad;
 #pragma omp parallel for schedule(dynamic, 1) if (B * Hkv > 1 && B * H * T * T * D > 65536)
     for (int64_t bg = 0; bg < B * Hkv; bg++) {
         const int64_t b = bg / Hkv, hk = bg % Hkv, L = sv->len[b];
-        float *kt = scratch + worker_id() * per, *vt = kt + D * Tp, *sc = vt + D * Tp, *p = sc + QB * Tp;
+        float *kt = scratch + mtft__worker_id() * per, *vt = kt + D * Tp, *sc = vt + D * Tp, *p = sc + QB * Tp;
         float *ds = p + QB * Tp, *dummy = ds + QB * Tp;
         const float *kb = k->data + b * k->st[0] + hk * k->st[1];
         transpose_head(kt, kb, k->st[2], L, Tp, D);
@@ -339,7 +325,7 @@ mtft_tensor *mtft_attention(mtft_graph *g, mtft_tensor *q, mtft_tensor *k, mtft_
     attn_saved *sv = mtft__scratch(g, sizeof *sv);
     int32_t *len = mtft__scratch(g, (size_t)a.B * sizeof *len);
     float *lse = mtft__scratch(g, (size_t)(a.B * a.H * a.T) * sizeof(float));
-    float *scratch = mtft__scratch(g, (size_t)(n_workers() * (a.D * padded(a.T) + 2 * QB * padded(a.T) + a.D)) *
+    float *scratch = mtft__scratch(g, (size_t)(mtft__n_workers() * (a.D * padded(a.T) + 2 * QB * padded(a.T) + a.D)) *
                                           sizeof(float));
     mtft_tensor *o = mtft__new(g, 4, q->ne);
     if (!sv || !len || !lse || !scratch || !o) return NULL;

@@ -264,9 +264,7 @@ mtft_tensor *mtft_matmul(mtft_graph *g, mtft_tensor *a, mtft_tensor *b, int tran
 #define PAIR_MAX_MNK 1.2e9
 static int pair_grads(int64_t M, int64_t N, int64_t K) {
 #ifdef _OPENMP
-    static int openmp_blas = -1;
-    if (openmp_blas < 0) openmp_blas = strcmp(mtft_blas_threading(), "openmp") == 0;
-    return openmp_blas && !omp_in_parallel() && omp_get_max_threads() == 2 &&
+    return mtft__blas_nests_serially() && !omp_in_parallel() && omp_get_max_threads() == 2 &&
            (double)M * (double)N * (double)K <= PAIR_MAX_MNK;
 #else
     (void)M, (void)N, (void)K;
