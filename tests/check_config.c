@@ -468,6 +468,8 @@ START_TEST(test_config_whole_run) {
     ck_assert_int_eq(t->head_hidden, 16);
     ck_assert_int_eq(t->head_pool, MTFT_POOL_FIRST);
     ck_assert_float_eq(t->lr, 3e-4f);
+    ck_assert_float_eq(t->sam_rho, 0.05f);
+    ck_assert_int_eq(t->sam_per_task, 1);
     ck_assert_float_eq(t->weight_decay, 0.05f);
     ck_assert_float_eq(t->beta1, 0.9f);
     ck_assert_float_eq(t->beta2, 0.98f);

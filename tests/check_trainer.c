@@ -699,15 +699,184 @@ START_TEST(test_trainer_sam_update_and_restore) {
 }
 END_TEST
 
+static double max_abs_diff(const float *a, const float *b, size_t n) {
+    double d = 0;
+    for (size_t j = 0; j < n; j++) d = fmax(d, fabs((double)a[j] - (double)b[j]));
+    return d;
+}
+
+/* Per-task SAM (Phan et al. 2022) with a loss-level balancer: the update is
+ * sum_k w_k grad L_k(w + rho g_k/||g_k||). Checked against whole-batch SAM,
+ * which is already tested: (1) rho -> 0 gives the plain step; (2) with one
+ * task the two are the same method; (3) with static weights that are
+ * one-hot on task k, whole-batch SAM perturbs along task k's gradient alone,
+ * so one SGD step of per-task SAM with weights (1, 1, 1) must move the base
+ * by the sum of the three one-hot whole-batch SAM steps (SGD without
+ * momentum is linear in the gradient); (4) and it differs from whole-batch
+ * SAM with weights (1, 1, 1); (5) the perturbations are undone bit for
+ * bit. */
+START_TEST(test_trainer_task_sam) {
+    mtft_trainer_options o = base_opts();
+    o.optimizer = MTFT_OPTIM_SGD;
+    o.momentum = 0.0f;
+    o.weight_decay = 0.0f;
+    o.lr = 0.05f;
+    o.max_steps = 1;
+    o.warmup_steps = 0;
+    o.grad_clip = 0.0f;
+    static lrec r;
+    float *w_plain = NULL, *w_t = NULL;
+    size_t n = 0, n2 = 0;
+    /* (1) */
+    train_opts(o, 3, &r, &w_plain, &n);
+    const float plain_loss = r.loss[0];
+    o.sam_rho = 1e-30f;
+    o.sam_per_task = 1;
+    train_opts(o, 3, &r, &w_t, &n2);
+    ck_assert_uint_eq(n, n2);
+    ck_assert_msg(fabs((double)r.loss[0] - (double)plain_loss) <= 1e-6, "loss %.9g vs %.9g", (double)r.loss[0],
+                  (double)plain_loss);
+    const double tol = 2e-6;
+    double d = max_abs_diff(w_plain, w_t, n);
+    ck_assert_msg(d <= tol, "per-task SAM with rho 1e-30 differs from the plain step by %g", d);
+    free(w_t);
+    /* (2) one task */
+    float *w_a = NULL, *w_b = NULL;
+    o.sam_rho = 0.1f;
+    o.sam_per_task = 0;
+    train_opts(o, 1, &r, &w_a, &n2);
+    o.sam_per_task = 1;
+    train_opts(o, 1, &r, &w_b, &n2);
+    d = max_abs_diff(w_a, w_b, n);
+    ck_assert_msg(d <= tol, "one task: per-task SAM differs from SAM by %g", d);
+    ck_assert_msg(max_abs_diff(w_a, w_plain, n) > 100 * tol, "SAM did not change the one-task step");
+    free(w_a);
+    free(w_b);
+    /* (3) linearity over one-hot weights */
+    float sw[3] = {1.0f, 1.0f, 1.0f};
+    o.balancer.method = MTFT_BALANCE_STATIC;
+    o.balancer.static_weights = sw;
+    float *w_sum = calloc(n, sizeof *w_sum), *w_hot = NULL, *w_joint = NULL, *w_whole = NULL;
+    ck_assert_ptr_nonnull(w_sum);
+    fx f;
+    fx_init(&f, 3);
+    size_t n0 = 0;
+    const float *w0 = mtft_param_group_data(mtft_model_base_group(f.m), &n0);
+    ck_assert_uint_eq(n0, n);
+    for (int k = 0; k < 3; k++) {
+        for (int j = 0; j < 3; j++) sw[j] = j == k ? 1.0f : 0.0f;
+        o.sam_per_task = 0;
+        train_opts(o, 3, &r, &w_hot, &n2);
+        for (size_t j = 0; j < n; j++) w_sum[j] += w_hot[j] - w0[j];
+        free(w_hot);
+    }
+    for (int j = 0; j < 3; j++) sw[j] = 1.0f;
+    o.sam_per_task = 1;
+    train_opts(o, 3, &r, &w_joint, &n2);
+    double dmax = 0, moved = 0;
+    for (size_t j = 0; j < n; j++) {
+        dmax = fmax(dmax, fabs((double)(w_joint[j] - w0[j]) - (double)w_sum[j]));
+        moved = fmax(moved, fabs((double)w_sum[j]));
+    }
+    ck_assert_msg(moved > 1e-3, "the weights did not move (%g)", moved);
+    ck_assert_msg(dmax <= 1e-5 * (1.0 + moved) + tol, "per-task SAM update differs from the sum of one-hot SAM "
+                  "updates by %g (update size %g)", dmax, moved);
+    /* (4) */
+    o.sam_per_task = 0;
+    train_opts(o, 3, &r, &w_whole, &n2);
+    d = max_abs_diff(w_whole, w_joint, n);
+    ck_assert_msg(d > 100 * dmax && d > 1e-5, "per-task SAM is not different from whole-batch SAM (%g vs %g)", d,
+                  dmax);
+    free(w_sum);
+    free(w_joint);
+    free(w_whole);
+    /* (5) an lr far below rounding: weights restored bit for bit */
+    o.sam_per_task = 1;
+    o.balancer.method = MTFT_BALANCE_EQUAL;
+    o.balancer.static_weights = NULL;
+    o.lr = 1e-30f;
+    o.max_steps = 3;
+    float *w_tiny = NULL;
+    train_opts(o, 3, &r, &w_tiny, &n2);
+    size_t n_cmp = 0, n_diff = 0;
+    for (size_t j = 0; j < n; j++) {
+        if (fabsf(w0[j]) < 1e-6f) continue;
+        n_cmp++;
+        n_diff += memcmp(&w0[j], &w_tiny[j], sizeof *w0) != 0;
+    }
+    ck_assert_uint_gt(n_cmp, n / 2);
+    ck_assert_msg(n_diff == 0, "%zu of %zu weights not restored bit for bit", n_diff, n_cmp);
+    free(w_tiny);
+    free(w_plain);
+    /* restrictions */
+    mtft_trainer *tr = NULL;
+    o = base_opts();
+    o.sam_per_task = 1;
+    ck_assert_int_eq(mtft_trainer_new(&tr, f.m, &o), MTFT_EINVAL); /* no rho */
+    ck_assert_ptr_nonnull(strstr(mtft_error_last()->message, "sam_rho"));
+    o.sam_rho = 0.05f;
+    o.sam_per_task = 2;
+    ck_assert_int_eq(mtft_trainer_new(&tr, f.m, &o), MTFT_ERANGE);
+    o.sam_per_task = 1;
+    o.grad_accum_steps = 2;
+    ck_assert_int_eq(mtft_trainer_new(&tr, f.m, &o), MTFT_EINVAL);
+    o.grad_accum_steps = 1;
+    o.sam_per_task = 0;
+    o.balancer.method = MTFT_BALANCE_PCGRAD;
+    o.shared_lora_rank = 4;
+    ck_assert_int_eq(mtft_trainer_new(&tr, f.m, &o), MTFT_EINVAL);
+    ck_assert_ptr_nonnull(strstr(mtft_error_last()->message, "sam_per_task"));
+    ck_assert_ptr_null(tr);
+    fx_free(&f);
+}
+END_TEST
+
+/* Per-task SAM with gradient-level balancers (the paper pairs it with
+ * PCGrad, MGDA, CAGrad...): rho -> 0 reproduces the plain gradient-level
+ * run's loss curve, and with rho > 0 training still lowers the loss. */
+START_TEST(test_trainer_task_sam_gradient_level) {
+    static const mtft_balance_method methods[2] = {MTFT_BALANCE_PCGRAD, MTFT_BALANCE_MGDA_UB};
+    for (int mi = 0; mi < 2; mi++) {
+        mtft_trainer_options o = base_opts();
+        o.train_base = 0;
+        o.shared_lora_rank = 4;
+        o.balancer.method = methods[mi];
+        o.max_steps = 6;
+        static lrec plain, tiny, sam;
+        train_opts(o, 3, &plain, NULL, NULL);
+        o.sam_per_task = 1;
+        o.sam_rho = 1e-30f;
+        train_opts(o, 3, &tiny, NULL, NULL);
+        ck_assert_int_eq(plain.n, 6);
+        ck_assert_int_eq(tiny.n, 6);
+        for (int i = 0; i < 6; i++)
+            ck_assert_msg(fabs((double)plain.loss[i] - (double)tiny.loss[i]) <= 1e-5 * (1.0 + fabs((double)plain.loss[i])),
+                          "%s step %d: %.9g vs %.9g", mtft_balance_method_name(methods[mi]), i + 1,
+                          (double)plain.loss[i], (double)tiny.loss[i]);
+        if (mi > 0) continue; /* training with rho > 0: once is enough */
+        o.sam_rho = 0.05f;
+        o.max_steps = 30;
+        train_opts(o, 3, &sam, NULL, NULL);
+        ck_assert_int_eq(sam.n, 30);
+        const double a = lmean(&sam, 0, 5), b = lmean(&sam, sam.n - 5, sam.n);
+        ck_assert_msg(isfinite(a) && isfinite(b) && b < 0.85 * a, "%s: loss %.4f -> %.4f",
+                      mtft_balance_method_name(methods[mi]), a, b);
+    }
+}
+END_TEST
+
 START_TEST(test_trainer_sgd_resume_bit_exact) {
     /* the SGD momentum buffers are checkpointed: a resumed SGD + SAM run
-     * reproduces the uninterrupted loss curve bit for bit */
+     * (whole-batch, then per-task SAM) reproduces the uninterrupted loss
+     * curve bit for bit */
+    for (int pt = 0; pt < 2; pt++) {
     mtft_trainer_options o = base_opts();
     o.max_steps = 12;
     o.optimizer = MTFT_OPTIM_SGD;
     o.momentum = 0.9f;
     o.lr = 0.05f;
     o.sam_rho = 0.05f;
+    o.sam_per_task = pt;
     char ck[700];
     snprintf(ck, sizeof ck, "%s/ckpt_sgd", g_dir);
     static rec full, first, second;
@@ -721,6 +890,7 @@ START_TEST(test_trainer_sgd_resume_bit_exact) {
         ck_assert_msg(memcmp(&full.loss[i], &second.loss[i], sizeof(float)) == 0, "step %d: %.9g vs %.9g after resume",
                       i + 1, (double)full.loss[i], (double)second.loss[i]);
     rm_dir(ck);
+    }
 }
 END_TEST
 
@@ -855,6 +1025,8 @@ static Suite *mtft_test_trainer_suite(void) {
     tcase_add_test(tc, test_trainer_pretrain);
     tcase_add_test(tc, test_trainer_optimizer_options_train);
     tcase_add_test(tc, test_trainer_grad_accum_equals_big_batch);
+    tcase_add_test(tc, test_trainer_task_sam);
+    tcase_add_test(tc, test_trainer_task_sam_gradient_level);
     tcase_add_test(tc, test_trainer_sam_update_and_restore);
     tcase_add_test(tc, test_trainer_sgd_resume_bit_exact);
     tcase_add_test(tc, test_trainer_generation_exact_match);

@@ -22,8 +22,8 @@
  * weights or a combined gradient; the global gradient norm is clipped and
  * the optimizer (AdamW, or SGD with momentum) steps with the scheduled
  * learning rate. Options: gradient accumulation over micro-batches and SAM
- * (see grad_accum_steps and sam_rho below). Per-task SAM (mtft_task_sam_*)
- * is not wired into the trainer yet. A step whose loss or
+ * (see grad_accum_steps and sam_rho below), and per-task SAM
+ * (sam_per_task). A step whose loss or
  * gradient is not finite changes nothing (no update, no balancer or sampler
  * state beyond the draw) and is reported (progress.skipped, the log, a
  * warning).
@@ -167,11 +167,26 @@ typedef struct mtft_trainer_options {
      * weights move by e = rho g / ||g||, the same batch runs forward and
      * backward again with the balancer's weights of the first pass, the
      * weights are restored exactly and the optimizer steps with the second
-     * gradient. Needs grad_accum_steps == 1 and a loss-level balancer. */
+     * gradient. Needs grad_accum_steps == 1 and a loss-level balancer
+     * (unless sam_per_task).
+     * sam_per_task 1 (with sam_rho > 0): per-task SAM toward task-based flat
+     * minima (Phan et al. 2022, mtft_task_sam_* in optim.h). Each task of
+     * the batch runs on its own rows: its gradient g_k at w (shared and its
+     * own parameters), the perturbation e_k = rho g_k / ||g_k||, its
+     * gradient g_k^SAM at w + e_k, then exact restore. The shared trainable
+     * parameters (the base when train_base, the shared LoRA) take
+     * A(g_1..g_K) + A(g_1^SAM - g_1, ..): with a loss-level balancer A is
+     * the balancer's weighted sum (so the update is sum_k w_k g_k^SAM);
+     * with a gradient-level balancer A is that balancer (its state advances
+     * once per step, on the g_k). Task k's own parameters (its LoRA and
+     * head) take w_k g_k^SAM. Costs two forward-backward passes over the
+     * batch (split by task) and 2 K copies of the shared trainable
+     * gradient. Needs grad_accum_steps == 1. */
     int optimizer;            /* an mtft_optimizer_kind */
     float momentum;           /* SGD momentum */
     int grad_accum_steps;     /* >= 1 */
     float sam_rho;            /* > 0: SAM radius; 0: off */
+    int sam_per_task;         /* 1: per-task SAM (needs sam_rho > 0); 0: SAM over the whole batch */
 } mtft_trainer_options;
 
 #define MTFT_TRAINER_OPTIONS_VERSION 1
@@ -179,7 +194,7 @@ typedef struct mtft_trainer_options {
     {MTFT_TRAINER_OPTIONS_VERSION, 1, 1000, 0.0, 16, 128, MTFT_TRUNCATE_RIGHT, 0, 1e-3f, 0.01f, 0.9f, 0.999f, \
      1e-8f, 0, MTFT_LR_LINEAR, 0.0f, 1.0f, 0, 0.1f, 8, 16.0f, NULL, 0, 0, MTFT_POOL_LAST,                   \
      MTFT_SAMPLER_OPTIONS_INIT, MTFT_BALANCER_OPTIONS_INIT, 0, 0, 0, 32, 0, NULL, 0, NULL, NULL, NULL, 0, 3,                    \
-     MTFT_OPTIM_ADAMW, 0.9f, 1, 0.0f}
+     MTFT_OPTIM_ADAMW, 0.9f, 1, 0.0f, 0}
 
 /* A trainer for the model m (borrowed; it must outlive the trainer). The
  * options are copied (strings too), except the per-task weight arrays of

@@ -204,7 +204,11 @@ static const mtft_cfg_key k_optim_keys[] = {
        "each micro-batch, the sampler's rates change after the optimizer step. Gradient-level balancers need 1."),
     KF("sam_rho", TR(sam_rho), "0", 0, 100,
        "> 0: SAM with this radius (a second forward-backward at the perturbed weights, which are then restored). "
-       "Needs grad_accum_steps 1 and a loss-level balancer."),
+       "Needs grad_accum_steps 1 and a loss-level balancer (unless sam_per_task)."),
+    KB("sam_per_task", TR(sam_per_task), "false",
+       "With sam_rho > 0: per-task SAM toward task-based flat minima (Phan et al. 2022): each task's rows get their "
+       "own perturbation rho g_k/||g_k||; the shared parameters take A(g) + A(g_SAM - g) with the balancer's "
+       "aggregation A (loss- or gradient-level), each task's own LoRA and head its perturbed gradient."),
 };
 static const mtft_cfg_section k_optim = {"optimizer", k_optim_keys, N_KEYS(k_optim_keys),
                                          "AdamW or SGD with momentum, gradient accumulation, SAM."};

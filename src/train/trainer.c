@@ -66,20 +66,26 @@ int mtft_trainer_new(mtft_trainer **out, mtft_model *m, const mtft_trainer_optio
        "trainer: momentum %g must be in [0, 1)", (double)o->momentum);
     RQ(o->grad_accum_steps >= 1, "trainer: grad_accum_steps %d must be >= 1", o->grad_accum_steps);
     RQ(isfinite(o->sam_rho) && o->sam_rho >= 0.0f, "trainer: sam_rho %g must be >= 0 (0: off)", (double)o->sam_rho);
+    RQ(o->sam_per_task == 0 || o->sam_per_task == 1, "trainer: sam_per_task %d must be 0 or 1", o->sam_per_task);
 #undef RQ
-    if (mtft_balancer_is_gradient_level(o->balancer.method) == 1 && (o->grad_accum_steps > 1 || o->sam_rho > 0.0f))
+    const int grad_level = mtft_balancer_is_gradient_level(o->balancer.method) == 1;
+    if (o->sam_per_task && !(o->sam_rho > 0.0f))
+        return mtft__err(MTFT_EINVAL, "trainer: sam_per_task needs sam_rho > 0 (the perturbation radius)");
+    if (grad_level && (o->grad_accum_steps > 1 || (o->sam_rho > 0.0f && !o->sam_per_task)))
         return mtft__err(MTFT_EINVAL,
-                         "trainer: balancer '%s' is gradient-level: grad_accum_steps (%d) must be 1 and sam_rho (%g) 0",
+                         "trainer: balancer '%s' is gradient-level: grad_accum_steps (%d) must be 1 and sam_rho (%g) 0 "
+                         "(or per-task SAM: sam_per_task)",
                          mtft_balance_method_name(o->balancer.method), o->grad_accum_steps, (double)o->sam_rho);
     if (o->sam_rho > 0.0f && o->grad_accum_steps > 1)
         return mtft__err(MTFT_EINVAL, "trainer: sam_rho %g needs grad_accum_steps 1 (got %d)", (double)o->sam_rho,
                          o->grad_accum_steps);
     if (!o->train_base && !o->lora_rank && !o->shared_lora_rank)
         mtft__log(MTFT_LOG_WARN, "trainer: base frozen and no LoRA: only the heads train");
-    if (mtft_balancer_is_gradient_level(o->balancer.method) == 1 && o->shared_lora_rank < 1)
+    if (grad_level && o->shared_lora_rank < 1 && !(o->sam_per_task && o->train_base))
         return mtft__err(MTFT_EINVAL,
                          "trainer: balancer '%s' works on per-task gradients of shared trainable parameters: set "
-                         "shared_lora_rank > 0 (a task-agnostic LoRA whose gradient it balances)",
+                         "shared_lora_rank > 0 (a task-agnostic LoRA whose gradient it balances; with per-task SAM "
+                         "a trained base also counts)",
                          mtft_balance_method_name(o->balancer.method));
     mtft_trainer *tr = mtft__calloc(1, sizeof *tr);
     if (!tr) return mtft__err(MTFT_ENOMEM, "trainer: out of memory");
@@ -92,6 +98,7 @@ int mtft_trainer_new(mtft_trainer **out, mtft_model *m, const mtft_trainer_optio
     tr->o.log_path = tr->log_path;
     tr->m = m;
     mtft_batch_init(&tr->batch);
+    mtft_batch_init(&tr->sub);
     tr->best_score = -INFINITY;
     *out = tr;
     return MTFT_OK;
@@ -108,6 +115,14 @@ void mtft_trainer_free(mtft_trainer *tr) {
     mtft_peft_free(tr->peft);
     mtft_graph_free(tr->g);
     mtft_batch_dispose(&tr->batch);
+    mtft_batch_dispose(&tr->sub);
+    mtft_task_sam_free(tr->tsam);
+    mtft__free(tr->group_task);
+    mtft__free(tr->tsam_vec);
+    mtft__free(tr->tsam_e);
+    mtft__free(tr->tsam_save);
+    mtft__free(tr->bal_state2);
+    mtft__free(tr->sub_off);
     for (int k = 0; k < tr->n_tasks; k++) {
         mtft_head_free(tr->heads[k]);
         mtft__free(tr->names[k]);
@@ -244,8 +259,13 @@ int mtft_trainer_last_losses(const mtft_trainer *tr, float *out) {
 
 /* ---- preparation -------------------------------------------------------------- */
 
-static int add_group(mtft_trainer *tr, mtft_param_group *pg, float scale) {
+/* task: the task owning the group, or -1 for a shared one. */
+static int add_group(mtft_trainer *tr, mtft_param_group *pg, float scale, int task) {
     if (!pg || mtft_param_group_count(pg) == 0) return MTFT_OK;
+    int *t2 = mtft__realloc(tr->group_task, (size_t)(tr->n_groups + 1) * sizeof *t2);
+    if (!t2) return mtft__err(MTFT_ENOMEM, "trainer: out of memory");
+    tr->group_task = t2;
+    tr->group_task[tr->n_groups] = task;
     mtft_param_group **g2 = mtft__realloc(tr->groups, (size_t)(tr->n_groups + 1) * sizeof *g2);
     if (!g2) return mtft__err(MTFT_ENOMEM, "trainer: out of memory");
     tr->groups = g2;
@@ -290,6 +310,46 @@ static const char *default_targets(const mtft_model *m) {
     return mtft_model_get_config(m)->arch == MTFT_ARCH_LLAMA
                ? "q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj"
                : "attn.c_attn|attn.c_proj|mlp.c_fc|mlp.c_proj";
+}
+
+/* Per-task SAM: the sizes of the shared and per-task trainable groups and
+ * the scratch of a step (allocated once). */
+static int task_sam_prepare(mtft_trainer *tr) {
+    const int K = tr->n_tasks;
+    size_t n_shared = 0, own_max = 0;
+    size_t *own = mtft__calloc((size_t)K, sizeof *own);
+    if (!own) return mtft__err(MTFT_ENOMEM, "trainer: out of memory");
+    for (int i = 0; i < tr->n_groups; i++) {
+        size_t n = 0;
+        mtft_param_group_grad(tr->groups[i], &n);
+        if (tr->group_task[i] < 0)
+            n_shared += n;
+        else
+            own[tr->group_task[i]] += n;
+    }
+    for (int k = 0; k < K; k++) own_max = own[k] > own_max ? own[k] : own_max;
+    mtft__free(own);
+    if (tr->grad_level && n_shared == 0)
+        return mtft__err(MTFT_EINVAL, "trainer: per-task SAM with balancer '%s' needs shared trainable parameters",
+                         mtft_balance_method_name(tr->o.balancer.method));
+    tr->n_shared = n_shared;
+    tr->n_save = n_shared + own_max;
+    int rc;
+    if (n_shared > 0) {
+        if ((rc = mtft_task_sam_new(&tr->tsam, K, n_shared, tr->o.sam_rho)) < 0) {
+            mtft__err_prefix("trainer: per-task SAM over %zu shared trainable floats and %d tasks", n_shared, K);
+            return rc;
+        }
+    }
+    const size_t bs = mtft_balancer_state_size(tr->bal);
+    tr->tsam_vec = mtft__malloc((n_shared ? n_shared : 1) * sizeof *tr->tsam_vec);
+    tr->tsam_e = mtft__malloc((n_shared ? n_shared : 1) * sizeof *tr->tsam_e);
+    tr->tsam_save = mtft__malloc((tr->n_save ? tr->n_save : 1) * sizeof *tr->tsam_save);
+    tr->bal_state2 = mtft__malloc(bs ? bs : 1);
+    tr->sub_off = mtft__malloc((size_t)(K + 1) * sizeof *tr->sub_off);
+    if (!tr->tsam_vec || !tr->tsam_e || !tr->tsam_save || !tr->bal_state2 || !tr->sub_off)
+        return mtft__err(MTFT_ENOMEM, "trainer: out of memory (per-task SAM scratch)");
+    return MTFT_OK;
 }
 
 int mtft_trainer__prepare(mtft_trainer *tr) {
@@ -347,11 +407,12 @@ int mtft_trainer__prepare(mtft_trainer *tr) {
     } else if ((rc = mtft_adamw_new(&tr->opt, &ao)) < 0) {
         return rc;
     }
-    if (tr->o.sam_rho > 0.0f && (rc = mtft_sam_new(&tr->sam, NULL)) < 0) return rc;
+    tr->tsam_on = tr->o.sam_rho > 0.0f && tr->o.sam_per_task;
+    if (tr->o.sam_rho > 0.0f && !tr->tsam_on && (rc = mtft_sam_new(&tr->sam, NULL)) < 0) return rc;
     /* what trains: the base (optional), LoRA per task and shared, the heads */
     mtft_param_group *base = mtft_model_base_group(tr->m);
     if (tr->o.train_base) {
-        if ((rc = add_group(tr, base, tr->o.base_lr_scale)) < 0) return rc;
+        if ((rc = add_group(tr, base, tr->o.base_lr_scale, -1)) < 0) return rc;
     } else {
         mtft_param_group_set_trainable(base, 0);
     }
@@ -364,7 +425,7 @@ int mtft_trainer__prepare(mtft_trainer *tr) {
             lo.alpha = tr->o.lora_alpha * (float)tr->o.shared_lora_rank / (float)(tr->o.lora_rank > 0 ? tr->o.lora_rank : tr->o.shared_lora_rank);
             lo.seed = tr->o.seed * 7919u + 1u;
             if ((rc = mtft_peft_add_lora(tr->peft, MTFT_PEFT_SHARED, &lo, &tr->shared)) < 0) return rc;
-            if ((rc = add_group(tr, tr->shared, 1.0f)) < 0) return rc;
+            if ((rc = add_group(tr, tr->shared, 1.0f, -1)) < 0) return rc;
         }
         if (tr->o.lora_rank > 0) {
             for (int k = 0; k < K; k++) {
@@ -376,12 +437,12 @@ int mtft_trainer__prepare(mtft_trainer *tr) {
                     mtft__err_prefix("trainer: LoRA of task '%s'", tr->names[k]);
                     return rc;
                 }
-                if ((rc = add_group(tr, pg, 1.0f)) < 0) return rc;
+                if ((rc = add_group(tr, pg, 1.0f, k)) < 0) return rc;
             }
         }
     }
     for (int k = 0; k < K; k++)
-        if ((rc = add_group(tr, mtft_head_group(tr->heads[k]), 1.0f)) < 0) return rc;
+        if ((rc = add_group(tr, mtft_head_group(tr->heads[k]), 1.0f, k)) < 0) return rc;
     if (tr->n_groups == 0) return mtft__err(MTFT_EINVAL, "trainer: nothing to train (no trainable parameters)");
     /* sampler over the training splits */
     int64_t *sizes = mtft__malloc((size_t)K * sizeof *sizes);
@@ -402,7 +463,8 @@ int mtft_trainer__prepare(mtft_trainer *tr) {
         return rc;
     }
     tr->grad_level = mtft_balancer_is_gradient_level(bo.method) == 1;
-    if (tr->grad_level) {
+    if (tr->tsam_on && (rc = task_sam_prepare(tr)) < 0) return rc;
+    if (tr->grad_level && !tr->tsam_on) {
         if ((rc = mtft_param_group_set_split(tr->shared, K)) < 0) return rc;
         size_t n = 0;
         mtft_param_group_grad(tr->shared, &n);
@@ -524,17 +586,17 @@ static int draw_batch(mtft_trainer *tr, int64_t *tokens) {
     return 0;
 }
 
-/* Training forward of the collated batch (each task's LoRA on its rows);
- * tl[k] gets task k's mean loss (NULL when absent). */
-static int forward_batch(mtft_trainer *tr, mtft_tensor **tl) {
+/* Training forward of the collated batch b, grouped by task with row
+ * offsets row_off (each task's LoRA on its rows); tl[k] gets task k's mean
+ * loss (NULL when absent). */
+static int forward_rows(mtft_trainer *tr, const mtft_batch *b, const int32_t *row_off, mtft_tensor **tl) {
     const int K = tr->n_tasks;
     mtft_graph *g = tr->g;
-    const mtft_batch *b = &tr->batch;
     int rc;
     mtft_graph_reset(g);
     mtft_graph_set_grad_enabled(g, 1);
     mtft_graph_set_training(g, 1);
-    if (tr->peft && (rc = mtft_peft_set_batch(tr->peft, g, tr->row_off)) < 0) return rc;
+    if (tr->peft && (rc = mtft_peft_set_batch(tr->peft, g, row_off)) < 0) return rc;
     mtft_head_targets tg[64];
     mtft_head_targets *tgp = K <= 64 ? tg : mtft__malloc((size_t)K * sizeof *tgp);
     if (!tgp) return mtft__err(MTFT_ENOMEM, "trainer: out of memory");
@@ -545,6 +607,8 @@ static int forward_batch(mtft_trainer *tr, mtft_tensor **tl) {
     if (rc < 0) mtft__err_prefix("trainer: step %lld", (long long)tr->step + 1);
     return rc;
 }
+
+static int forward_batch(mtft_trainer *tr, mtft_tensor **tl) { return forward_rows(tr, &tr->batch, tr->row_off, tl); }
 
 /* sum_k scale * w_k * loss_k as a graph node (NULL when no task is present). */
 static mtft_tensor *weighted_total(mtft_trainer *tr, mtft_tensor **tl, float scale) {
@@ -589,6 +653,256 @@ static int sam_pass(mtft_trainer *tr, mtft_tensor **tl, int *finite) {
     return rc < 0 ? rc : rr;
 }
 
+/* ---- per-task SAM ----------------------------------------------------------------- */
+
+/* Zero the gradients of the shared groups and of task k's own groups. */
+static void tsam_zero(mtft_trainer *tr, int k) {
+    for (int i = 0; i < tr->n_groups; i++)
+        if (tr->group_task[i] < 0 || tr->group_task[i] == k) mtft_param_group_zero_grad(tr->groups[i]);
+}
+
+/* Copy the shared groups' gradients into v (n_shared floats). */
+static void tsam_gather(mtft_trainer *tr, float *v) {
+    for (int i = 0; i < tr->n_groups; i++) {
+        if (tr->group_task[i] >= 0) continue;
+        size_t n = 0;
+        const float *gr = mtft_param_group_grad(tr->groups[i], &n);
+        memcpy(v, gr, n * sizeof *v);
+        v += n;
+    }
+}
+
+/* Save the weights of the shared groups and of task k's groups, then move
+ * them: shared += e (n_shared floats), own += scale * own gradient. */
+static void tsam_perturb(mtft_trainer *tr, int k, const float *e, float scale) {
+    float *sv = tr->tsam_save;
+    for (int i = 0; i < tr->n_groups; i++) {
+        const int t = tr->group_task[i];
+        if (t >= 0 && t != k) continue;
+        size_t n = 0;
+        float *w = mtft_param_group_data(tr->groups[i], &n);
+        const float *gr = mtft_param_group_grad(tr->groups[i], NULL);
+        memcpy(sv, w, n * sizeof *w);
+        sv += n;
+        if (t < 0) {
+            for (size_t j = 0; j < n; j++) w[j] += e[j];
+            e += n;
+        } else {
+            for (size_t j = 0; j < n; j++) w[j] += scale * gr[j];
+        }
+    }
+}
+
+/* Restore what tsam_perturb saved, bit for bit. */
+static void tsam_restore(mtft_trainer *tr, int k) {
+    const float *sv = tr->tsam_save;
+    for (int i = 0; i < tr->n_groups; i++) {
+        const int t = tr->group_task[i];
+        if (t >= 0 && t != k) continue;
+        size_t n = 0;
+        float *w = mtft_param_group_data(tr->groups[i], &n);
+        memcpy(w, sv, n * sizeof *w);
+        sv += n;
+    }
+}
+
+/* Sum of squares of task k's own gradients. */
+static double tsam_own_sumsq(mtft_trainer *tr, int k) {
+    double s = 0.0;
+    for (int i = 0; i < tr->n_groups; i++) {
+        if (tr->group_task[i] != k) continue;
+        size_t n = 0;
+        const float *gr = mtft_param_group_grad(tr->groups[i], &n);
+        for (size_t j = 0; j < n; j++) s += (double)gr[j] * (double)gr[j];
+    }
+    return s;
+}
+
+/* The aggregation A of mtft_task_sam_combine: the balancer's weighted sum
+ * (loss level) or the gradient-level balancer itself. The balancer's state
+ * advances on the first call (the gradients at w) only. */
+typedef struct tsam_agg {
+    mtft_trainer *tr;
+    mtft_balance_input *in;
+    float *w_scratch;
+    int calls;
+    int rc;
+    char msg[512]; /* the balancer's message when it failed */
+} tsam_agg;
+
+static int tsam_aggregate(const float *const *vecs, int n_vec, size_t n, float *out, void *payload) {
+    tsam_agg *a = payload;
+    mtft_trainer *tr = a->tr;
+    const int K = tr->n_tasks;
+    const int call = a->calls++;
+    if (!tr->grad_level) {
+        int j = 0;
+        memset(out, 0, n * sizeof *out);
+        for (int k = 0; k < K && j < n_vec; k++) {
+            if (!tr->mask[k]) continue;
+            const float w = tr->w_out[k];
+            const float *v = vecs[j++];
+            for (size_t i = 0; i < n; i++) out[i] += w * v[i];
+        }
+        return 0;
+    }
+    const float *gk[64];
+    const float **gp = K <= 64 ? gk : mtft__malloc((size_t)K * sizeof *gp);
+    if (!gp) {
+        a->rc = MTFT_ENOMEM;
+        snprintf(a->msg, sizeof a->msg, "out of memory");
+        return 1;
+    }
+    int j = 0;
+    for (int k = 0; k < K; k++) gp[k] = tr->mask[k] && j < n_vec ? vecs[j++] : NULL;
+    a->in->grads = gp;
+    a->in->n_params = (int64_t)n;
+    int rc;
+    if (call == 0) {
+        mtft_balance_output bo = {tr->w_out, out};
+        rc = mtft_balancer_step(tr->bal, a->in, &bo);
+    } else {
+        const size_t bs = mtft_balancer_state_size(tr->bal);
+        mtft_balancer_state_save(tr->bal, tr->bal_state2, bs, NULL);
+        mtft_balance_output bo = {a->w_scratch, out};
+        rc = mtft_balancer_step(tr->bal, a->in, &bo);
+        const int lr = mtft_balancer_state_load(tr->bal, tr->bal_state2, bs);
+        if (rc >= 0) rc = lr;
+    }
+    a->in->grads = NULL;
+    if (gp != gk) mtft__free(gp);
+    if (rc < 0) {
+        a->rc = rc;
+        snprintf(a->msg, sizeof a->msg, "%s", mtft_error_last()->message);
+        return 1;
+    }
+    return 0;
+}
+
+/* One per-task SAM pass over the drawn batch (rows grouped by task): for
+ * each task present, its rows alone forward and backward at w (loss and
+ * gradient g_k), the perturbation, forward and backward at w + e_k, exact
+ * restore. Then the balancer, and the gradients of the step: shared groups
+ * A(g) + A(g^SAM - g), task k's own groups w_k g_k^SAM. Sets tr->losses
+ * (unperturbed), tr->w_out; clears *finite on a non-finite loss or
+ * gradient (nothing changed then but the gradient buffers). */
+static int task_sam_pass(mtft_trainer *tr, mtft_tensor **tl, int *finite) {
+    const int K = tr->n_tasks;
+    const float rho = tr->o.sam_rho;
+    int rc = MTFT_OK;
+    if (tr->tsam) mtft_task_sam_clear(tr->tsam);
+    mtft_collate_options co = MTFT_COLLATE_OPTIONS_INIT;
+    co.max_len = tr->o.max_len;
+    co.truncation = tr->o.truncation;
+    co.pad_id = tr->o.pad_id;
+    for (int k = 0; k < K; k++) {
+        tr->losses[k] = NAN;
+        tr->w_out[k] = 0.0f;
+    }
+    for (int k = 0; k < K && *finite; k++) {
+        if (!tr->rows[k]) continue;
+        const int n = tr->rows[k];
+        if ((rc = mtft_batch_collate(&tr->sub, tr->tasks, K, tr->refs + tr->row_off[k], n, &co)) < 0) return rc;
+        for (int j = 0; j <= K; j++) tr->sub_off[j] = j <= k ? 0 : n;
+        /* 1. task k at w */
+        tsam_zero(tr, k);
+        if ((rc = forward_rows(tr, &tr->sub, tr->sub_off, tl)) < 0) return rc;
+        if (!tl[k]) return mtft__err(MTFT_ERROR, "trainer: per-task SAM: task '%s' has no loss", tr->names[k]);
+        tr->losses[k] = mtft_tensor_data(tl[k])[0];
+        if (!isfinite(tr->losses[k])) {
+            *finite = 0;
+            break;
+        }
+        if ((rc = backward_total(tr, tl[k])) < 0) return rc;
+        const double own_sq = tsam_own_sumsq(tr, k);
+        double scale = 0.0;
+        if (!isfinite(own_sq)) {
+            *finite = 0;
+            break;
+        }
+        if (tr->tsam) {
+            tsam_gather(tr, tr->tsam_vec);
+            rc = mtft_task_sam_set_grad(tr->tsam, k, tr->tsam_vec, own_sq, tr->tsam_e, &scale);
+            if (rc == MTFT_ENUMERIC) {
+                mtft_error_clear();
+                *finite = 0;
+                break;
+            }
+            if (rc < 0) return rc;
+        } else {
+            scale = (double)rho / (sqrt(own_sq) + 1e-12);
+        }
+        /* 2. task k at w + e_k */
+        tsam_perturb(tr, k, tr->tsam_e, (float)scale);
+        tsam_zero(tr, k);
+        rc = forward_rows(tr, &tr->sub, tr->sub_off, tl);
+        if (rc >= 0 && !isfinite(mtft_tensor_data(tl[k])[0])) *finite = 0;
+        if (rc >= 0 && *finite) rc = backward_total(tr, tl[k]);
+        tsam_restore(tr, k);
+        if (rc < 0) return rc;
+        if (!*finite) break;
+        if (tr->tsam) {
+            tsam_gather(tr, tr->tsam_vec);
+            rc = mtft_task_sam_set_perturbed_grad(tr->tsam, k, tr->tsam_vec);
+            if (rc == MTFT_ENUMERIC) {
+                mtft_error_clear();
+                *finite = 0;
+                break;
+            }
+            if (rc < 0) return rc;
+        } else if (!isfinite(tsam_own_sumsq(tr, k))) {
+            *finite = 0;
+        }
+    }
+    if (!*finite) return MTFT_OK;
+    /* the balancer and the step's gradients */
+    mtft_balance_input in = MTFT_BALANCE_INPUT_INIT;
+    in.mask = tr->mask;
+    in.n_tokens = tr->n_tok;
+    in.n_samples = tr->n_smp;
+    float *masked = tr->weights;
+    for (int k = 0; k < K; k++) masked[k] = tr->mask[k] ? tr->losses[k] : 0.0f;
+    in.losses = masked;
+    if (!tr->grad_level) {
+        mtft_balance_output bo = {tr->w_out, NULL};
+        if ((rc = mtft_balancer_step(tr->bal, &in, &bo)) < 0) return rc;
+    }
+    if (tr->tsam) {
+        float *ws = mtft__malloc((size_t)K * sizeof *ws);
+        if (!ws) return mtft__err(MTFT_ENOMEM, "trainer: out of memory");
+        tsam_agg a = {tr, &in, ws, 0, MTFT_OK, ""};
+        rc = mtft_task_sam_combine(tr->tsam, tsam_aggregate, &a, tr->tsam_vec);
+        mtft__free(ws);
+        if (a.rc < 0)
+            return mtft__err(a.rc, "trainer: per-task SAM at step %lld: balancer: %s", (long long)tr->step + 1, a.msg);
+        if (rc < 0) {
+            mtft__err_prefix("trainer: per-task SAM at step %lld", (long long)tr->step + 1);
+            return rc;
+        }
+        /* scatter into the shared groups' gradients */
+        const float *v = tr->tsam_vec;
+        for (int i = 0; i < tr->n_groups; i++) {
+            if (tr->group_task[i] >= 0) continue;
+            size_t n = 0;
+            float *gr = mtft_param_group_grad(tr->groups[i], &n);
+            memcpy(gr, v, n * sizeof *gr);
+            v += n;
+        }
+    } else if (tr->grad_level) {
+        return mtft__err(MTFT_ESTATE, "trainer: per-task SAM with a gradient-level balancer needs shared parameters");
+    }
+    /* task k's own parameters: w_k g_k^SAM (gradient level: g_k^SAM) */
+    if (!tr->grad_level)
+        for (int i = 0; i < tr->n_groups; i++) {
+            const int t = tr->group_task[i];
+            if (t < 0 || tr->w_out[t] == 1.0f) continue;
+            size_t n = 0;
+            float *gr = mtft_param_group_grad(tr->groups[i], &n);
+            for (size_t j = 0; j < n; j++) gr[j] *= tr->w_out[t];
+        }
+    return MTFT_OK;
+}
+
 /* One optimizer step over grad_accum_steps micro-batches. Returns 1 when the
  * sampler ran out of data (nothing done), 0 after a step (or a skipped
  * step), < 0 on error. */
@@ -616,6 +930,21 @@ static int train_step(mtft_trainer *tr) {
         rc = draw_batch(tr, &tokens);
         if (rc == 1) break;
         if (rc < 0) goto out;
+        if (tr->tsam_on) {
+            done++;
+            for (int k = 0; k < K; k++) rows[k] += tr->rows[k];
+            if ((rc = task_sam_pass(tr, tl, &finite)) < 0) goto out;
+            if (!finite) break;
+            for (int k = 0; k < K; k++) {
+                if (!tr->mask[k]) continue;
+                /* as the plain path: the gradient-level total is the unweighted sum */
+                tl_sum += (tr->grad_level ? 1.0 : (double)tr->w_out[k]) * (double)tr->losses[k];
+                acc[k] += (double)tr->losses[k];
+                acc[K + k] += (double)tr->w_out[k];
+                acc[2 * K + k] += 1.0;
+            }
+            continue;
+        }
         if ((rc = forward_batch(tr, tl)) < 0) goto out;
         done++;
         for (int k = 0; k < K; k++) {

@@ -37,7 +37,21 @@ struct mtft_trainer {
     int n_groups;
     mtft_adamw *opt;           /* optimizer == adamw */
     mtft_sgd *sgd;             /* optimizer == sgd */
-    mtft_sam *sam;             /* sam_rho > 0 */
+    mtft_sam *sam;             /* sam_rho > 0, whole-batch SAM */
+    /* per-task SAM (sam_per_task): group_task[i] = -1 for a shared group
+     * (base, shared LoRA), else the task owning group i; n_shared floats of
+     * shared trainable parameters; tsam keeps g_k and h_k (NULL when there
+     * is no shared trainable parameter); tsam_vec / tsam_e: n_shared
+     * scratch; tsam_save: weights saved before a perturbation; sub: one
+     * task's rows of the batch; sub_off: its row offsets. */
+    int tsam_on;
+    int *group_task;
+    size_t n_shared, n_save;
+    mtft_task_sam *tsam;
+    float *tsam_vec, *tsam_e, *tsam_save;
+    void *bal_state2;
+    mtft_batch sub;
+    int32_t *sub_off;
     const mtft_tokenizer *gen_tok; /* set: generation tasks are decoded and scored as text */
     int32_t gen_eos;
     mtft_sampler *sampler;
