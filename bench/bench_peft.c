@@ -14,7 +14,9 @@
  * Defaults: B 4, T 256, 12 layers, 3 timed steps (after 1 warm-up), 8 tasks.
  * Output: {"name", "mtft_s" (median step), "mtft_cpu_s" (median process CPU
  * time per step, all threads: a check when the machine is shared),
- * "mtft_rss_mb" (peak RSS), ...} */
+ * "mtft_fwd_s" / "mtft_bwd_s" / "mtft_opt_s" (medians of the forward with
+ * the losses, the backward, and zero_grad + AdamW), "mtft_rss_mb" (peak RSS),
+ * "load" (1-minute load average at the end), ...} */
 #ifndef _POSIX_C_SOURCE
 #endif
 #include "bench_util.h" /* first: it sets _POSIX_C_SOURCE */
@@ -94,11 +96,15 @@ int main(int argc, char **argv) {
     go.arena_bytes = (size_t)256 << 20;
     if (mtft_graph_new(&g, &go) < 0) return fail("graph");
     double *times = malloc(sizeof(double) * (size_t)steps), *cpu = malloc(sizeof(double) * (size_t)steps);
+    /* phases: forward (model + losses), backward, optimizer (zero_grad + step) */
+    double *t_fwd = malloc(sizeof(double) * (size_t)steps), *t_bwd = malloc(sizeof(double) * (size_t)steps);
+    double *t_opt = malloc(sizeof(double) * (size_t)steps);
     double loss_v = 0.0;
     for (int s = 0; s <= steps; s++) {
         double t0 = bench_now(), c0 = bench_cpu_now();
         mtft_graph_reset(g);
         mtft_adamw_zero_grad(opt);
+        double tz = bench_now();
         if (p && mtft_peft_set_batch(p, g, off) < 0) return fail("set_batch");
         mtft_tensor *logits = mtft_model_logits(m, g, mtft_model_hidden(m, g, ids, B, T, NULL));
         mtft_tensor *loss = NULL;
@@ -110,23 +116,34 @@ int main(int argc, char **argv) {
             loss = loss ? mtft_add(g, loss, lk) : lk;
         }
         if (!loss) return fail("forward");
+        double tf = bench_now();
         if (mtft_graph_backward(g, loss, NULL) < 0) return fail("backward");
+        double tb = bench_now();
         if (mtft_adamw_step(opt) < 0) return fail("adamw step");
         double t1 = bench_now();
         loss_v = mtft_tensor_data(loss)[0];
         if (s > 0) { /* step 0 warms up the arena */
             times[s - 1] = t1 - t0;
             cpu[s - 1] = bench_cpu_now() - c0;
+            t_fwd[s - 1] = tf - tz;
+            t_bwd[s - 1] = tb - tf;
+            t_opt[s - 1] = (tz - t0) + (t1 - tb);
         }
     }
     qsort(times, (size_t)steps, sizeof *times, bench_cmp_double);
     qsort(cpu, (size_t)steps, sizeof *cpu, bench_cmp_double);
     printf("{\"name\": \"%s\", \"B\": %d, \"T\": %d, \"n_layer\": %d, \"tasks\": %d, \"mtft_s\": %.4f, "
-           "\"mtft_min_s\": %.4f, \"mtft_cpu_s\": %.4f, \"mtft_rss_mb\": %.1f, \"loss\": %.4f, \"threads\": %d, \"blas\": \"%s\"}\n",
-           mode, B, T, L, K, times[steps / 2], times[0], cpu[steps / 2], bench_peak_rss_mb(), loss_v,
-           mtft_get_num_threads(), mtft_blas_corename());
+           "\"mtft_min_s\": %.4f, \"mtft_cpu_s\": %.4f, \"mtft_fwd_s\": %.4f, \"mtft_bwd_s\": %.4f, "
+           "\"mtft_opt_s\": %.4f, \"mtft_rss_mb\": %.1f, \"loss\": %.4f, \"threads\": %d, \"blas\": \"%s\", "
+           "\"load\": %.2f}\n",
+           mode, B, T, L, K, times[steps / 2], times[0], cpu[steps / 2], bench_median(t_fwd, steps),
+           bench_median(t_bwd, steps), bench_median(t_opt, steps), bench_peak_rss_mb(), loss_v,
+           mtft_get_num_threads(), mtft_blas_corename(), bench_loadavg());
     free(times);
     free(cpu);
+    free(t_fwd);
+    free(t_bwd);
+    free(t_opt);
     free(ids);
     free(tg);
     free(task);

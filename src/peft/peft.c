@@ -3,8 +3,10 @@
  *
  * At each projection (mtft_nn__proj) of layer l, module name n:
  *   in-hook:  (IA)3 ff: x rows of task k *= l_ff_k            (MLP down projection input)
- *   hook:     1. y += shared LoRA(x) on all rows; y rows of task k += LoRA_k(x_k),
- *                += Poly_k(x_k)        (one in-place lora_add node: a GEMM per task)
+ *   hook:     1. y += shared LoRA(x) on all rows; y rows of task k += LoRA_k(x_k)
+ *                (one in-place fused node, lora_fused.c: small-rank kernels per task's
+ *                rows); LoRAs with active dropout and Poly_k(x_k) go through the
+ *                in-place lora_add node (a GEMM per task)
  *             2. (IA)3: y rows of task k *= (1, l_k, l_v)  (k/v projections)
  *             3. adapters at the attention / MLP output: y_k += up(act(down(y_k)));
  *                ScaLearn targets: y_t = sum_j w_j (y_t + adapter_j(y_t))
@@ -391,37 +393,50 @@ mtft_tensor *mtft_peft__proj_hook(mtft_nn_ctx *ctx, const char *name, mtft_tenso
     if (p->poly && p->poly->A[slot]) need = 1;
     if (need && !(off = batch_rows(p, ctx))) return NULL;
     if (need || any) {
-        int cap = 2 * K + 1, n = 0;
+        int cap = 2 * K + 1, n = 0, nf = 0;
         mtft_tensor **hs = mtft__scratch(g, (size_t)cap * sizeof *hs), **ws = mtft__scratch(g, (size_t)cap * sizeof *ws);
         int64_t *u0s = mtft__scratch(g, (size_t)cap * sizeof *u0s), *nus = mtft__scratch(g, (size_t)cap * sizeof *nus);
         float *scs = mtft__scratch(g, (size_t)cap * sizeof *scs);
         int *wts = mtft__scratch(g, (size_t)cap * sizeof *wts);
-        if (!hs || !ws || !u0s || !nus || !scs || !wts) return NULL;
+        /* LoRAs without active dropout go to one fused node */
+        mtft_tensor **fa = mtft__scratch(g, (size_t)cap * sizeof *fa), **fb = mtft__scratch(g, (size_t)cap * sizeof *fb);
+        int64_t *fu0 = mtft__scratch(g, (size_t)cap * sizeof *fu0), *fnu = mtft__scratch(g, (size_t)cap * sizeof *fnu);
+        float *fsc = mtft__scratch(g, (size_t)cap * sizeof *fsc);
+        if (!hs || !ws || !u0s || !nus || !scs || !wts || !fa || !fb || !fu0 || !fnu || !fsc) return NULL;
+        const int fusable = mtft__contig(x) && mtft__contig(y) && x->ndim >= 2 && x->ne[0] == y->ne[0] &&
+                            mtft__rows(x) == mtft__rows(y);
 #define PUSH(h_, w_, u0_, nu_, sc_, wt_)                                                            \
     do {                                                                                            \
         hs[n] = (h_), ws[n] = (w_), u0s[n] = (u0_), nus[n] = (nu_), scs[n] = (sc_), wts[n] = (wt_); \
         if (!hs[n] || !ws[n]) return NULL;                                                          \
         n++;                                                                                        \
     } while (0)
-        if (any) {
-            mtft_peft_lora *sh = p->shared;
-            PUSH(lora_h(g, x, sh->A[slot], sh->dropout, 0, ctx->B), sh->B[slot], 0, ctx->B, sh->scale, 1);
-        }
+#define PUSH_LORA(lo_, u0_, nu_)                                                                     \
+    do {                                                                                             \
+        if (fusable && !((lo_)->dropout > 0.0f && g->training)) {                                    \
+            fa[nf] = (lo_)->A[slot], fb[nf] = (lo_)->B[slot], fu0[nf] = (u0_), fnu[nf] = (nu_);       \
+            fsc[nf++] = (lo_)->scale;                                                                \
+        } else {                                                                                     \
+            PUSH(lora_h(g, x, (lo_)->A[slot], (lo_)->dropout, (u0_), (nu_)), (lo_)->B[slot], (u0_), (nu_), \
+                 (lo_)->scale, 1);                                                                   \
+        }                                                                                            \
+    } while (0)
+        if (any) PUSH_LORA(p->shared, 0, ctx->B);
         for (int k = 0; k < K && need; k++) {
             int64_t u0 = off[k], nk = off[k + 1] - off[k];
             if (nk == 0) continue;
             mtft_peft_lora *lo = p->lora[k];
-            if (lo && !lo->merged && lo->A[slot])
-                PUSH(lora_h(g, x, lo->A[slot], lo->dropout, u0, nk), lo->B[slot], u0, nk, lo->scale, 1);
+            if (lo && !lo->merged && lo->A[slot]) PUSH_LORA(lo, u0, nk);
             if (p->poly && p->poly->A[slot]) {
                 mtft_tensor *Bk = NULL;
                 mtft_tensor *h = poly_h(p, g, rows(g, x, u0, nk), slot, k, in, out, &Bk);
                 PUSH(h, Bk, u0, nk, 1.0f / (float)p->poly->o.rank, 0);
             }
         }
+#undef PUSH_LORA
 #undef PUSH
-        y = mtft_peft__lora_add(g, y, n, hs, ws, u0s, nus, scs, wts);
-        if (!y) return NULL;
+        if (nf > 0 && !(y = mtft_peft__lora_fused(g, x, y, nf, fa, fb, fu0, fnu, fsc))) return NULL;
+        if (n > 0 && !(y = mtft_peft__lora_add(g, y, n, hs, ws, u0s, nus, scs, wts))) return NULL;
     }
 
     /* 2. (IA)3 on keys and values */

@@ -100,6 +100,18 @@ mtft_tensor *mtft_peft__lora_add(mtft_graph *g, mtft_tensor *y, int n, mtft_tens
  * rows per dim-0 unit), read in place: no slice view, so the backward adds
  * dx straight into x's gradient rows (and dA, per part when A is split). */
 mtft_tensor *mtft_peft__lora_down(mtft_graph *g, mtft_tensor *x, mtft_tensor *A, int64_t u0, int64_t nu);
+/* Fused LoRA (src/peft/lora_fused.c), in place on y (a projection's fresh
+ * output, which no recorded op has saved) for n entries: y rows [u0*rpu,
+ * (u0+nu)*rpu) += scale * (x_rows A^T) B^T, A [R, in], B [out, R], x
+ * [.., in] and y [.., out] contiguous with the same rows (rpu rows per dim-0
+ * unit). One node; h = x A^T is kept for the backward, which adds dx
+ * without temporaries of x's size and writes dA and dB per part of the row
+ * partition when their group is split. Returns y. */
+mtft_tensor *mtft_peft__lora_fused(mtft_graph *g, mtft_tensor *x, mtft_tensor *y, int n, mtft_tensor **A,
+                                   mtft_tensor **B, const int64_t *u0, const int64_t *nu, const float *scale);
+/* Tests: 1 makes the fused LoRA op use its portable kernels even where the
+ * AVX-512 ones would serve. */
+void mtft_peft__lora_force_generic(int on);
 /* Poly skill mixing: logits [K, S*Q] (row `task`), skills [S, Q, D] ->
  * [S, D]: out[s] = sum_q w[s,q] skills[s,q], w = routing of logits[task]
  * viewed as [S, Q] (S splits, Q skills). */
