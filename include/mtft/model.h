@@ -119,6 +119,26 @@ typedef struct mtft_generate_options {
 MTFT_API int mtft_model_generate(mtft_model *m, const int32_t *prompt, int n_prompt, int max_new,
                                  const mtft_generate_options *o, int32_t *out, int *n_out);
 
+/* Incremental decoding with adapters and heads. A KV cache holds the keys
+ * and values of one sequence (B = 1) for up to `capacity` positions (at
+ * most n_ctx). mtft_model_hidden_cached runs ids[0..n) at positions
+ * len .. len+n-1 against the cache, appends their keys and values, and
+ * returns their final-normed hidden states [1,n,C] in g, exactly as rows
+ * len .. len+n-1 of mtft_model_hidden over the whole sequence (to float
+ * rounding). It goes through the same projection hooks as the full forward,
+ * so a task's LoRA / adapters set with mtft_peft_set_task(p, g, task, 1)
+ * apply, and the result can feed a task head. No gradient: g must have
+ * gradients disabled (MTFT_ESTATE otherwise). Causal models only. On error
+ * the cache is left as it was. Reset the cache for a new sequence. */
+typedef struct mtft_kv_cache mtft_kv_cache;
+MTFT_API int mtft_kv_cache_new(mtft_kv_cache **out, const mtft_model *m, int capacity);
+MTFT_API void mtft_kv_cache_free(mtft_kv_cache *c);
+MTFT_API void mtft_kv_cache_reset(mtft_kv_cache *c);
+/* Positions filled. */
+MTFT_API int mtft_kv_cache_len(const mtft_kv_cache *c);
+MTFT_API mtft_tensor *mtft_model_hidden_cached(mtft_model *m, mtft_graph *g, mtft_kv_cache *c, const int32_t *ids,
+                                               int n);
+
 #ifdef __cplusplus
 }
 #endif

@@ -116,6 +116,7 @@ void mtft_trainer_free(mtft_trainer *tr) {
     mtft_graph_free(tr->g);
     mtft_batch_dispose(&tr->batch);
     mtft_batch_dispose(&tr->sub);
+    mtft_kv_cache_free(tr->gen_kv);
     mtft_task_sam_free(tr->tsam);
     mtft__free(tr->group_task);
     mtft__free(tr->tsam_vec);
@@ -1269,18 +1270,26 @@ static int gen_example(mtft_trainer *tr, int k, const mtft_example *ex, mtft_met
     const int L0 = L;
     int rc = MTFT_OK;
     mtft_graph *g = tr->g;
+    /* causal models decode through a KV cache (the prompt once, then one
+     * token per step, the task's LoRA and head applied as in training);
+     * a bidirectional trunk re-reads the whole sequence every token */
+    mtft_kv_cache *kv = mtft_model_get_config(tr->m)->causal ? tr->gen_kv : NULL;
+    if (kv) mtft_kv_cache_reset(kv);
+    int n_in = L; /* tokens not yet in the cache */
     while (L - L0 < max_new && L < T) {
         mtft_graph_reset(g);
         mtft_graph_set_grad_enabled(g, 0);
         mtft_graph_set_training(g, 0);
         if (tr->peft && (rc = mtft_peft_set_task(tr->peft, g, k, 1)) < 0) return rc;
-        const int32_t vl = L;
-        mtft_tensor *hid = mtft_model_hidden(tr->m, g, seq, 1, L, &vl);
+        const int32_t vl = kv ? n_in : L;
+        mtft_tensor *hid = kv ? mtft_model_hidden_cached(tr->m, g, kv, seq + L - n_in, n_in)
+                              : mtft_model_hidden(tr->m, g, seq, 1, L, &vl);
         if (!hid) return mtft_graph_status(g) < 0 ? mtft_graph_status(g) : MTFT_ERROR;
         if ((rc = mtft_head_predict(tr->heads[k], g, tr->m, hid, &vl, pred, NULL)) < 0) return rc;
-        const int32_t id = pred[L - 1];
+        const int32_t id = pred[vl - 1];
         if (id == tr->gen_eos) break;
         seq[L++] = id;
+        n_in = 1;
     }
     char *hs = NULL, *rs = NULL;
     if ((rc = decode_str(tr->gen_tok, seq + L0, L - L0, &hs)) >= 0 &&
@@ -1298,7 +1307,12 @@ static int gen_eval(mtft_trainer *tr, int k, mtft_split split, int64_t n, mtft_t
     mtft_metrics *acc = NULL;
     mtft_metrics_options mo = MTFT_METRICS_OPTIONS_INIT;
     mo.kind = MTFT_METRICS_GENERATION;
-    int rc = mtft_metrics_new(&acc, &mo);
+    const mtft_model_config *mc = mtft_model_get_config(tr->m);
+    int rc;
+    if (mc->causal && !tr->gen_kv &&
+        (rc = mtft_kv_cache_new(&tr->gen_kv, tr->m, tr->o.max_len < mc->n_ctx ? tr->o.max_len : mc->n_ctx)) < 0)
+        return rc;
+    rc = mtft_metrics_new(&acc, &mo);
     if (rc < 0) return rc;
     int32_t *seq = mtft__malloc((size_t)tr->o.max_len * 2 * sizeof *seq);
     if (!seq) {

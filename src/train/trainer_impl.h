@@ -54,6 +54,7 @@ struct mtft_trainer {
     int32_t *sub_off;
     const mtft_tokenizer *gen_tok; /* set: generation tasks are decoded and scored as text */
     int32_t gen_eos;
+    mtft_kv_cache *gen_kv;     /* greedy decoding of generation tasks (causal models), max_len positions */
     mtft_sampler *sampler;
     mtft_balancer *bal;
     int grad_level;
