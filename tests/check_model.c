@@ -379,6 +379,41 @@ START_TEST(test_model_parity_bidir) {
 END_TEST
 
 /* ---- HF load and save ------------------------------------------------------ */
+/* A bidirectional model (encoder) keeps causal = 0 through save and load:
+ * config.json carries "mtft_causal": false (HF has no key for it). */
+START_TEST(test_model_hf_bidirectional_roundtrip) {
+    for (int a = 0; a < 2; a++) {
+        mtft_model_config c = tiny_config(a ? MTFT_ARCH_LLAMA : MTFT_ARCH_GPT2);
+        c.causal = 0;
+        mtft_model *m = NULL, *m2 = NULL;
+        ck_assert_int_eq(mtft_model_new(&m, &c, 5), MTFT_OK);
+        char dir[] = "/tmp/mtft_model_XXXXXX", path[256];
+        ck_assert_ptr_nonnull(mkdtemp(dir));
+        ck_assert_msg(mtft_model_save_hf(m, dir) == 0, "%s", mtft_error_last()->message);
+        snprintf(path, sizeof path, "%s/config.json", dir);
+        mtft_hf_config hf;
+        ck_assert_int_eq(mtft_hf_config_load(&hf, path), MTFT_OK);
+        ck_assert_int_eq(hf.causal, 0);
+        ck_assert_msg(mtft_model_load_hf(&m2, dir) == 0, "%s", mtft_error_last()->message);
+        ck_assert_int_eq(mtft_model_get_config(m2)->causal, 0);
+        ck_assert_int_eq(memcmp(&c, mtft_model_get_config(m2), sizeof c), 0);
+        mtft_model_free(m2);
+        /* causal models do not get the key; a wrong type is an error naming it */
+        FILE *fp = fopen(path, "w");
+        ck_assert_ptr_nonnull(fp);
+        fputs("{\"model_type\": \"gpt2\", \"mtft_causal\": \"no\"}\n", fp);
+        fclose(fp);
+        ck_assert_int_eq(mtft_hf_config_load(&hf, path), MTFT_EFORMAT);
+        ck_assert_ptr_nonnull(strstr(mtft_error_last()->message, "mtft_causal"));
+        unlink(path);
+        snprintf(path, sizeof path, "%s/model.safetensors", dir);
+        unlink(path);
+        rmdir(dir);
+        mtft_model_free(m);
+    }
+}
+END_TEST
+
 START_TEST(test_model_hf_roundtrip) {
     const char *names[] = {"gpt2", "llama", "qwen2"};
     for (int k = 0; k < 3; k++) {
@@ -811,6 +846,7 @@ static Suite *mtft_test_model_suite(void) {
     tcase_add_test(par, test_model_parity_qwen2);
     tcase_add_test(par, test_model_parity_bidir);
     tcase_add_test(par, test_model_hf_roundtrip);
+    tcase_add_test(par, test_model_hf_bidirectional_roundtrip);
     tcase_add_test(par, test_model_hf_prefixed);
     tcase_add_test(par, test_model_hf_sharded);
     tcase_add_test(par, test_model_kv_cache);

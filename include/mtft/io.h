@@ -178,6 +178,8 @@ typedef struct mtft_hf_config {
     int64_t pad_token_id;           /* -1 unless set */
     char rope_scaling_type[32];     /* "" when rope_scaling is absent or null, else its rope_type/type */
     double rope_scaling_factor;     /* 1 unless rope_scaling sets factor */
+    int causal;                     /* 1 unless the file sets "mtft_causal": false (what mtft_model_save_hf
+                                       writes for a bidirectional encoder; transformers ignores the key) */
 } mtft_hf_config;
 
 /* Read a config.json. Errors name the file (file:line:col where the text

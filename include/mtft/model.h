@@ -65,8 +65,9 @@ typedef struct mtft_model mtft_model;
  * (MLP biases in LLaMA-family models, RoPE scaling, a head_dim
  * other than hidden/heads, activations other than gelu_new / silu) are
  * MTFT_EUNSUPPORTED naming the key. A sliding window limits n_ctx to the
- * window (where the model is exact). causal = 1; attention-probability
- * dropout (attn_pdrop) is not applied. */
+ * window (where the model is exact). causal = 1 unless the file sets
+ * "mtft_causal": false, which mtft_model_save_hf writes for a bidirectional
+ * model. Attention-probability dropout (attn_pdrop) is not applied. */
 MTFT_API int mtft_model_config_from_hf(mtft_model_config *cfg, const mtft_hf_config *hf);
 
 /* Check a config; MTFT_EINVAL with a message naming the field otherwise. */

@@ -320,6 +320,8 @@ int mtft_hf_config_load(mtft_hf_config *out, const char *path) {
                        "%s: key 'model_type': '%s' is not supported (supported: gpt2, llama, mistral, qwen2)",
                        where(&c, "model_type", w, sizeof w), out->model_type);
     }
+    out->causal = 1;
+    if (rc >= 0) rc = get_bool(&c, "mtft_causal", &out->causal);
     if (rc >= 0) rc = validate(&c, out);
 done:
     if (rc < 0) memset(out, 0, sizeof *out);

@@ -57,7 +57,7 @@ int mtft_model_config_from_hf(mtft_model_config *cfg, const mtft_hf_config *hf) 
     c.norm_eps = (float)hf->norm_eps;
     c.rope_theta = c.arch == MTFT_ARCH_LLAMA ? (float)hf->rope_theta : 10000.0f;
     c.tie_embeddings = hf->tie_word_embeddings ? 1 : 0;
-    c.causal = 1;
+    c.causal = hf->causal ? 1 : 0;
     rc = mtft_model_config_validate(&c);
     if (rc < 0) {
         mtft__err_prefix("hf config (%s)", hf->model_type);
@@ -212,9 +212,12 @@ static int write_config(const mtft_model *m, const char *path) {
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     FILE *f = fopen(tmp, "w");
     if (!f) return mtft__err(MTFT_EIO, "cannot write '%s'", tmp);
+    /* an encoder (bidirectional) says so in a key of its own: HF configs have none */
+    if (!c->causal) fputs("{\n  \"mtft_causal\": false,\n", f);
+    else fputs("{\n", f);
     if (c->arch == MTFT_ARCH_GPT2) {
         fprintf(f,
-                "{\n  \"architectures\": [\"GPT2LMHeadModel\"],\n  \"model_type\": \"gpt2\",\n"
+                "  \"architectures\": [\"GPT2LMHeadModel\"],\n  \"model_type\": \"gpt2\",\n"
                 "  \"vocab_size\": %d,\n  \"n_positions\": %d,\n  \"n_ctx\": %d,\n  \"n_embd\": %d,\n"
                 "  \"n_layer\": %d,\n  \"n_head\": %d,\n  \"n_inner\": %d,\n  \"layer_norm_epsilon\": %.9g,\n"
                 "  \"activation_function\": \"gelu_new\",\n  \"embd_pdrop\": %.9g,\n  \"resid_pdrop\": %.9g,\n"
@@ -223,7 +226,7 @@ static int write_config(const mtft_model *m, const char *path) {
                 (double)c->embd_pdrop, (double)c->resid_pdrop, c->tie_embeddings ? "true" : "false");
     } else {
         fprintf(f,
-                "{\n  \"architectures\": [\"LlamaForCausalLM\"],\n  \"model_type\": \"llama\",\n"
+                "  \"architectures\": [\"LlamaForCausalLM\"],\n  \"model_type\": \"llama\",\n"
                 "  \"vocab_size\": %d,\n  \"max_position_embeddings\": %d,\n  \"hidden_size\": %d,\n"
                 "  \"intermediate_size\": %d,\n  \"num_hidden_layers\": %d,\n  \"num_attention_heads\": %d,\n"
                 "  \"num_key_value_heads\": %d,\n  \"rms_norm_eps\": %.9g,\n  \"rope_theta\": %.9g,\n"
