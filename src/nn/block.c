@@ -16,6 +16,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "../tensor/ops/ops_grad.h"
 #include "nn_impl.h"
 
 mtft_tensor *mtft_nn__proj(mtft_nn_ctx *ctx, const char *name, mtft_tensor *x, mtft_tensor *w, mtft_tensor *b) {
@@ -136,7 +137,10 @@ static mtft_tensor *gpt2_block(mtft_nn_ctx *ctx, mtft_tensor *x) {
     x = mtft_add(g, x, a);
 
     h = mtft_layernorm(g, x, L->mlp_norm_w, L->mlp_norm_b, c->norm_eps);
-    h = mtft_gelu_tanh(g, mtft_nn__proj(ctx, "mlp.c_fc", h, L->fc_w, L->fc_b));
+    if (!ctx->m->proj_hook && !ctx->m->proj_in_hook) /* bias added in the GELU pass */
+        h = mtft__bias_gelu_tanh(g, mtft_linear_t(g, h, L->fc_w, NULL), L->fc_b);
+    else /* a hook sees the projection with its bias, as in HF */
+        h = mtft_gelu_tanh(g, mtft_nn__proj(ctx, "mlp.c_fc", h, L->fc_w, L->fc_b));
     h = resid_dropout(ctx, mtft_nn__proj(ctx, "mlp.c_proj", h, L->down_w, L->down_b));
     return mtft_add(g, x, h);
 }

@@ -4,8 +4,10 @@
  * reads the saved input (and, for sigmoid and tanh, the output). */
 #include <math.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "../tensor_impl.h"
+#include "ops_grad.h"
 #include "ops_simd.h"
 
 /* Let GCC if-convert the clamps in exp_approx so these loops vectorise: we
@@ -75,18 +77,25 @@ MTFT_SIMD_CLONES static void act_forward(int kind, float *y, const float *x, int
     }
 }
 
+/* d/dx [x s(2u)] = s + 2 x s (1 - s) u', s = sigmoid(2u) */
+__attribute__((always_inline)) static inline float gelu_tanh_grad(float v) {
+    float s = sigmoidf(2.0f * GELU_K * (v + GELU_C * v * v * v));
+    float du = GELU_K * (1.0f + 3.0f * GELU_C * v * v);
+    return s + 2.0f * v * s * (1.0f - s) * du;
+}
+
+/* dx = dy * gelu_tanh'(x), dx fresh (stored, not accumulated) */
+MTFT_SIMD_CLONES static void gelu_tanh_bwd_write(float *dx, const float *dy, const float *x, int64_t N) {
+#pragma omp parallel for if (N > ACT_PAR)
+    for (int64_t i = 0; i < N; i++) dx[i] = dy[i] * gelu_tanh_grad(x[i]);
+}
+
 /* dx += dy * f'(x) */
 MTFT_SIMD_CLONES static void act_backward_k(int kind, float *dx, const float *dy, const float *x, const float *y, int64_t N) {
     switch (kind) {
     case ACT_GELU_TANH:
 #pragma omp parallel for if (N > ACT_PAR)
-        for (int64_t i = 0; i < N; i++) {
-            /* d/dx [x s(2u)] = s + 2 x s (1 - s) u', s = sigmoid(2u) */
-            float v = x[i];
-            float s = sigmoidf(2.0f * GELU_K * (v + GELU_C * v * v * v));
-            float du = GELU_K * (1.0f + 3.0f * GELU_C * v * v);
-            dx[i] += dy[i] * (s + 2.0f * v * s * (1.0f - s) * du);
-        }
+        for (int64_t i = 0; i < N; i++) dx[i] += dy[i] * gelu_tanh_grad(x[i]);
         break;
     case ACT_GELU_ERF:
 #pragma omp parallel for if (N > ACT_PAR)
@@ -118,9 +127,13 @@ MTFT_SIMD_CLONES static void act_backward_k(int kind, float *dx, const float *dy
 }
 
 static int act_backward(mtft_graph *g, mtft_node *n) {
-    float *dx = mtft__grad(g, n->in[0]);
-    if (!dx) return MTFT_OK;
-    act_backward_k((int)n->i[0], dx, n->out->grad, n->in[0]->data, n->out->data, mtft__numel(n->out));
+    const int kind = (int)n->i[0];
+    int fresh = 0;
+    /* GELU (the MLP's): a fresh gradient is stored, not added to zeros */
+    float *dx = kind == ACT_GELU_TANH ? mtft__grad_w(g, n->in[0], &fresh) : mtft__grad(g, n->in[0]);
+    if (!dx) return g->status < 0 ? g->status : MTFT_OK;
+    if (fresh) gelu_tanh_bwd_write(dx, n->out->grad, n->in[0]->data, mtft__numel(n->out));
+    else act_backward_k(kind, dx, n->out->grad, n->in[0]->data, n->out->data, mtft__numel(n->out));
     return MTFT_OK;
 }
 
@@ -152,6 +165,102 @@ mtft_tensor *mtft_silu(mtft_graph *g, mtft_tensor *x) { return act(g, ACT_SILU, 
 mtft_tensor *mtft_sigmoid(mtft_graph *g, mtft_tensor *x) { return act(g, ACT_SIGMOID, &sigmoid_op, x); }
 mtft_tensor *mtft_relu(mtft_graph *g, mtft_tensor *x) { return act(g, ACT_RELU, &relu_op, x); }
 mtft_tensor *mtft_tanh(mtft_graph *g, mtft_tensor *x) { return act(g, ACT_TANH, &tanh_op, x); }
+
+/* ---- bias + gelu_tanh: y = gelu_tanh(x + b) -------------------------------- */
+
+#define BG_RCHUNK 32 /* rows per partial sum of db */
+
+MTFT_SIMD_CLONES static void bias_gelu_fwd_k(float *y, const float *x, const float *b, int64_t N, int64_t F) {
+#pragma omp parallel for if (N * F > ACT_PAR)
+    for (int64_t r = 0; r < N; r++) {
+        const float *xr = x + r * F;
+        float *yr = y + r * F;
+        for (int64_t j = 0; j < F; j++) {
+            float v = xr[j] + b[j];
+            yr[j] = v * sigmoidf(2.0f * GELU_K * (v + GELU_C * v * v * v));
+        }
+    }
+}
+
+/* d = dy * gelu'(x + b) per element: dx (+)= d (dx may be NULL; store when
+ * dx_write); part[c * F + j] = sum of d over the rows of chunk c (when part).
+ * Then db[j] += sum over chunks in order. One parallel region. */
+MTFT_SIMD_CLONES static void bias_gelu_bwd_k(float *dx, int dx_write, float *part, float *db, const float *dy,
+                                             const float *x, const float *b, int64_t N, int64_t F) {
+    const int64_t nchunk = (N + BG_RCHUNK - 1) / BG_RCHUNK;
+#pragma omp parallel if (N * F > ACT_PAR)
+    {
+#pragma omp for schedule(static)
+        for (int64_t c = 0; c < nchunk; c++) {
+            const int64_t r1 = (c + 1) * BG_RCHUNK < N ? (c + 1) * BG_RCHUNK : N;
+            float *pc = part ? part + c * F : NULL;
+            if (pc) memset(pc, 0, (size_t)F * sizeof(float));
+            for (int64_t r = c * BG_RCHUNK; r < r1; r++) {
+                const float *xr = x + r * F, *dyr = dy + r * F;
+                float *dxr = dx ? dx + r * F : NULL;
+                if (dxr && dx_write && pc)
+                    for (int64_t j = 0; j < F; j++) {
+                        const float d = dyr[j] * gelu_tanh_grad(xr[j] + b[j]);
+                        dxr[j] = d;
+                        pc[j] += d;
+                    }
+                else if (dxr && dx_write)
+                    for (int64_t j = 0; j < F; j++) dxr[j] = dyr[j] * gelu_tanh_grad(xr[j] + b[j]);
+                else if (dxr && pc)
+                    for (int64_t j = 0; j < F; j++) {
+                        const float d = dyr[j] * gelu_tanh_grad(xr[j] + b[j]);
+                        dxr[j] += d;
+                        pc[j] += d;
+                    }
+                else if (dxr)
+                    for (int64_t j = 0; j < F; j++) dxr[j] += dyr[j] * gelu_tanh_grad(xr[j] + b[j]);
+                else if (pc)
+                    for (int64_t j = 0; j < F; j++) pc[j] += dyr[j] * gelu_tanh_grad(xr[j] + b[j]);
+            }
+        }
+        if (part) {
+#pragma omp for schedule(static)
+            for (int64_t j0 = 0; j0 < F; j0 += 64) {
+                const int64_t j1 = j0 + 64 < F ? j0 + 64 : F;
+                for (int64_t c = 0; c < nchunk; c++)
+                    for (int64_t j = j0; j < j1; j++) db[j] += part[c * F + j];
+            }
+        }
+    }
+}
+
+static int bias_gelu_backward(mtft_graph *g, mtft_node *n) {
+    mtft_tensor *x = n->in[0], *b = n->in[1];
+    int dx_write = 0;
+    float *dx = mtft__grad_w(g, x, &dx_write), *db = mtft__grad(g, b);
+    if (g->status < 0) return g->status;
+    if (!dx && !db) return MTFT_OK;
+    const int64_t F = b->ne[0], N = mtft__numel(x) / F, nchunk = (N + BG_RCHUNK - 1) / BG_RCHUNK;
+    float *part = db ? mtft__scratch(g, (size_t)(nchunk * F) * sizeof(float)) : NULL;
+    if (db && !part)
+        return mtft__err(MTFT_ENOMEM, "bias_gelu_tanh backward: no memory for [%lld, %lld] partial sums",
+                         (long long)nchunk, (long long)F);
+    bias_gelu_bwd_k(dx, dx_write, part, db, n->out->grad, x->data, b->data, N, F);
+    return MTFT_OK;
+}
+static const mtft_op_def bias_gelu_op = {"bias_gelu_tanh", bias_gelu_backward};
+
+mtft_tensor *mtft__bias_gelu_tanh(mtft_graph *g, mtft_tensor *x, mtft_tensor *b) {
+    if (!mtft__op_begin(g, 2, x, b)) return NULL;
+    char sx[64], sb[64];
+    mtft__shape_str(x, sx, sizeof sx);
+    mtft__shape_str(b, sb, sizeof sb);
+    if (b->ndim != 1 || b->ne[0] != x->ne[x->ndim - 1] || !mtft__contig(b))
+        return mtft__op_fail(g, MTFT_ESHAPE, "bias_gelu_tanh: bias '%s' %s does not match the last dim of x %s",
+                             b->name, sb, sx);
+    if (!mtft__contig(x))
+        return mtft__op_fail(g, MTFT_EINVAL, "bias_gelu_tanh: x %s must be contiguous (use mtft_contiguous)", sx);
+    mtft_tensor *y = mtft__new(g, x->ndim, x->ne);
+    if (!y) return NULL;
+    bias_gelu_fwd_k(y->data, x->data, b->data, mtft__rows(x), b->ne[0]);
+    mtft__record(g, &bias_gelu_op, y, 2, x, b);
+    return y;
+}
 
 /* ---- swiglu: y = silu(gate) * up ------------------------------------------ */
 

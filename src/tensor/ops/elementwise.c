@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "../tensor_impl.h"
+#include "ops_grad.h"
 
 enum { EW_ADD, EW_SUB, EW_MUL };
 
@@ -14,17 +15,84 @@ static int suffix_of(const mtft_tensor *b, const mtft_tensor *a) {
     return 1;
 }
 
+/* Elementwise work is parallel over flat chunks of EW_CHUNK elements (so a
+ * same-shape op, one "row" of S, still splits over threads) when it has more
+ * than EW_PAR elements. */
+#define EW_PAR 32768
+#define EW_CHUNK 16384
+
 /* forward: y[r*S + j] = a[r*S + j] (op) b[j], R rows of S. */
 static void ew_forward(int kind, float *y, const float *a, const float *b, int64_t R, int64_t S) {
-#pragma omp parallel for if (R * S > 32768)
-    for (int64_t r = 0; r < R; r++) {
-        const float *ar = a + r * S;
-        float *yr = y + r * S;
-        switch (kind) {
-        case EW_ADD: for (int64_t j = 0; j < S; j++) yr[j] = ar[j] + b[j]; break;
-        case EW_SUB: for (int64_t j = 0; j < S; j++) yr[j] = ar[j] - b[j]; break;
-        default: for (int64_t j = 0; j < S; j++) yr[j] = ar[j] * b[j]; break;
+    const int64_t n = R * S, nch = (n + EW_CHUNK - 1) / EW_CHUNK;
+#pragma omp parallel for if (n > EW_PAR)
+    for (int64_t c = 0; c < nch; c++) {
+        const int64_t i1 = (c + 1) * EW_CHUNK < n ? (c + 1) * EW_CHUNK : n;
+        for (int64_t i = c * EW_CHUNK; i < i1;) {
+            /* the run of this chunk inside one row of b */
+            const int64_t j0 = i % S, m = (S - j0 < i1 - i) ? S - j0 : i1 - i;
+            const float *ar = a + i, *br = b + j0;
+            float *yr = y + i;
+            switch (kind) {
+            case EW_ADD: for (int64_t j = 0; j < m; j++) yr[j] = ar[j] + br[j]; break;
+            case EW_SUB: for (int64_t j = 0; j < m; j++) yr[j] = ar[j] - br[j]; break;
+            default: for (int64_t j = 0; j < m; j++) yr[j] = ar[j] * br[j]; break;
+            }
+            i += m;
         }
+    }
+}
+
+/* da (+)= dy (times b for mul), over R rows of S; write: store instead of add
+ * (da was fresh). */
+static void ew_grad_a(int kind, int write, float *da, const float *dy, const float *b, int64_t R, int64_t S) {
+    const int64_t n = R * S, nch = (n + EW_CHUNK - 1) / EW_CHUNK;
+#pragma omp parallel for if (n > EW_PAR)
+    for (int64_t c = 0; c < nch; c++) {
+        const int64_t i1 = (c + 1) * EW_CHUNK < n ? (c + 1) * EW_CHUNK : n;
+        if (kind != EW_MUL) {
+            if (write) memcpy(da + c * EW_CHUNK, dy + c * EW_CHUNK, (size_t)(i1 - c * EW_CHUNK) * sizeof(float));
+            else
+                for (int64_t i = c * EW_CHUNK; i < i1; i++) da[i] += dy[i];
+            continue;
+        }
+        for (int64_t i = c * EW_CHUNK; i < i1;) {
+            const int64_t j0 = i % S, m = (S - j0 < i1 - i) ? S - j0 : i1 - i;
+            const float *br = b + j0, *dyr = dy + i;
+            float *dr = da + i;
+            if (write)
+                for (int64_t j = 0; j < m; j++) dr[j] = dyr[j] * br[j];
+            else
+                for (int64_t j = 0; j < m; j++) dr[j] += dyr[j] * br[j];
+            i += m;
+        }
+    }
+}
+
+/* db[j] (+)= sum over rows r of dy[r*S + j] (times a[r*S + j] for mul;
+ * negated for sub), in row order; parallel over column blocks so each thread
+ * owns what it writes. */
+static void ew_grad_b(int kind, int write, float *db, const float *dy, const float *a, int64_t R, int64_t S) {
+    enum { CB = 256 };
+    const int64_t nblk = (S + CB - 1) / CB;
+#pragma omp parallel for if (R * S > EW_PAR && nblk > 1)
+    for (int64_t bk = 0; bk < nblk; bk++) {
+        const int64_t j0 = bk * CB, m = j0 + CB < S ? CB : S - j0;
+        float acc[CB];
+        for (int64_t j = 0; j < m; j++) acc[j] = 0.0f;
+        for (int64_t r = 0; r < R; r++) {
+            const float *d = dy + r * S + j0;
+            if (kind == EW_MUL) {
+                const float *ar = a + r * S + j0;
+                for (int64_t j = 0; j < m; j++) acc[j] += d[j] * ar[j];
+            } else {
+                for (int64_t j = 0; j < m; j++) acc[j] += d[j];
+            }
+        }
+        float *o = db + j0;
+        if (kind == EW_SUB)
+            for (int64_t j = 0; j < m; j++) o[j] = write ? -acc[j] : o[j] - acc[j];
+        else
+            for (int64_t j = 0; j < m; j++) o[j] = write ? acc[j] : o[j] + acc[j];
     }
 }
 
@@ -33,31 +101,16 @@ static int ew_backward(mtft_graph *g, mtft_node *n) {
     int kind = (int)n->i[0];
     int64_t S = mtft__numel(b), R = mtft__numel(a) / S;
     const float *dy = n->out->grad;
-    float *da = mtft__grad(g, a), *db = mtft__grad(g, b);
-    if (da) {
-#pragma omp parallel for if (R * S > 32768)
-        for (int64_t r = 0; r < R; r++) {
-            const float *dyr = dy + r * S;
-            float *dar = da + r * S;
-            if (kind == EW_MUL)
-                for (int64_t j = 0; j < S; j++) dar[j] += dyr[j] * b->data[j];
-            else
-                for (int64_t j = 0; j < S; j++) dar[j] += dyr[j];
-        }
-    }
-    if (db) {
-        /* reduce over rows; parallel over columns so each thread owns what it writes */
-#pragma omp parallel for if (R * S > 32768)
-        for (int64_t j = 0; j < S; j++) {
-            float acc = 0.0f;
-            for (int64_t r = 0; r < R; r++) {
-                float d = dy[r * S + j];
-                acc += kind == EW_MUL ? d * a->data[r * S + j] : d;
-            }
-            db[j] += kind == EW_SUB ? -acc : acc;
-        }
-    }
-    return MTFT_OK;
+    int fresh = 0;
+    /* b first: its gradient reads dy, which a may take over below */
+    float *db = mtft__grad_w(g, b, &fresh);
+    if (db) ew_grad_b(kind, fresh, db, dy, a->data, R, S);
+    if (g->status < 0) return g->status;
+    /* a residual add: a takes dy's buffer as its gradient (no copy) */
+    if (kind != EW_MUL && mtft__grad_adopt(g, n, a)) return MTFT_OK;
+    float *da = mtft__grad_w(g, a, &fresh);
+    if (da) ew_grad_a(kind, fresh, da, dy, b->data, R, S);
+    return g->status < 0 ? g->status : MTFT_OK;
 }
 
 static const mtft_op_def add_op = {"add", ew_backward};

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "../tensor_impl.h"
+#include "ops_grad.h"
 #include "ops_simd.h"
 
 static mtft_tensor *scalar(mtft_graph *g, double v) {
@@ -49,17 +50,26 @@ static void ce_row(const float *xr, int64_t V, int want_sum, double *lse, double
     *sum_x = want_sum ? mtft__row_dot(xr, NULL, V) : 0.0;
 }
 
-/* One row: dx += scale * (softmax(x) - uni); the target term is added by the caller. */
+/* One row: dx (+)= scale * (softmax(x) - uni) (write: store, dx was fresh);
+ * the target term is added by the caller. */
 MTFT_SIMD_CLONES
-static void ce_row_backward(float *dxr, const float *xr, int64_t V, float lse, float scale, float uni) {
-    for (int64_t j = 0; j < V; j++) dxr[j] += scale * (mtft__vexpf(xr[j] - lse) - uni);
+static void ce_row_backward(float *dxr, const float *xr, int64_t V, float lse, float scale, float uni, int write) {
+    if (write)
+        for (int64_t j = 0; j < V; j++) dxr[j] = scale * (mtft__vexpf(xr[j] - lse) - uni);
+    else
+        for (int64_t j = 0; j < V; j++) dxr[j] += scale * (mtft__vexpf(xr[j] - lse) - uni);
 }
 
 static int ce_backward(mtft_graph *g, mtft_node *n) {
     mtft_tensor *x = n->in[0];
-    float *dx = mtft__grad(g, x);
     const ce_saved *sv = n->saved;
-    if (!dx || sv->n_valid == 0) return MTFT_OK;
+    if (sv->n_valid == 0) {
+        (void)mtft__grad(g, x); /* a zero gradient */
+        return g->status < 0 ? g->status : MTFT_OK;
+    }
+    int write = 0;
+    float *dx = mtft__grad_w(g, x, &write);
+    if (!dx) return g->status < 0 ? g->status : MTFT_OK;
     const int64_t V = x->ne[x->ndim - 1], N = mtft__rows(x);
     const float ls = n->f[0];
     const float scale = n->out->grad[0] / (float)sv->n_valid;
@@ -67,8 +77,11 @@ static int ce_backward(mtft_graph *g, mtft_node *n) {
 #pragma omp parallel for schedule(static) if (N * V > 16384)
     for (int64_t r = 0; r < N; r++) {
         const int32_t t = sv->targets[r];
-        if (t == sv->ignore_index) continue;
-        ce_row_backward(dx + r * V, x->data + r * V, V, sv->lse[r], scale, uni);
+        if (t == sv->ignore_index) {
+            if (write) memset(dx + r * V, 0, (size_t)V * sizeof(float));
+            continue;
+        }
+        ce_row_backward(dx + r * V, x->data + r * V, V, sv->lse[r], scale, uni, write);
         dx[r * V + t] -= scale * on_t;
     }
     return MTFT_OK;

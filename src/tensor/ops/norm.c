@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "../tensor_impl.h"
+#include "ops_grad.h"
 #include "ops_simd.h"
 
 #define NORM_RCHUNK 32
@@ -143,8 +144,9 @@ MTFT_SIMD_CLONES static void layernorm_fwd_k(float *y, float *mean, float *rstd,
 
 /* dx (may be NULL) += per row; pw/pb (may be NULL): [nchunk, C] partials of
  * dw = sum dy xhat and db = sum dy. w is never NULL here (ones). */
-MTFT_SIMD_CLONES static void layernorm_bwd_k(float *dx, float *pw, float *pb, const float *dy, const float *x,
-                                        const float *w, const float *mean, const float *rstd, int64_t N, int64_t C) {
+MTFT_SIMD_CLONES static void layernorm_bwd_k(float *dx, int dx_write, float *pw, float *pb, const float *dy,
+                                             const float *x, const float *w, const float *mean, const float *rstd,
+                                             int64_t N, int64_t C) {
     int64_t nchunk = (N + NORM_RCHUNK - 1) / NORM_RCHUNK;
 #pragma omp parallel for if (N * C > 16384)
     for (int64_t c = 0; c < nchunk; c++) {
@@ -174,7 +176,10 @@ MTFT_SIMD_CLONES static void layernorm_bwd_k(float *dx, float *pw, float *pb, co
                 }
                 float mean_d = sa / (float)C, mean_dx = sb * rs / (float)C;
                 float *dxr = dx + r * C;
-                for (j = 0; j < C; j++) dxr[j] += (dyr[j] * w[j] - mean_d - (xr[j] - m) * rs * mean_dx) * rs;
+                if (dx_write) /* dx was fresh: store */
+                    for (j = 0; j < C; j++) dxr[j] = (dyr[j] * w[j] - mean_d - (xr[j] - m) * rs * mean_dx) * rs;
+                else
+                    for (j = 0; j < C; j++) dxr[j] += (dyr[j] * w[j] - mean_d - (xr[j] - m) * rs * mean_dx) * rs;
             }
             if (pwc)
                 for (int64_t j = 0; j < C; j++) pwc[j] += dyr[j] * (xr[j] - m) * rs;
@@ -187,13 +192,15 @@ MTFT_SIMD_CLONES static void layernorm_bwd_k(float *dx, float *pw, float *pb, co
 static int layernorm_backward(mtft_graph *g, mtft_node *n) {
     mtft_tensor *x = n->in[0], *w = n->in[1], *b = n->in[2];
     const ln_saved *s = n->saved;
-    float *dx = mtft__grad(g, x), *dw = mtft__grad(g, w), *db = mtft__grad(g, b);
+    int dx_write = 0;
+    float *dx = mtft__grad_w(g, x, &dx_write), *dw = mtft__grad(g, w), *db = mtft__grad(g, b);
+    if (g->status < 0) return g->status;
     int64_t C = x->ne[x->ndim - 1], N = mtft__rows(x), nchunk = (N + NORM_RCHUNK - 1) / NORM_RCHUNK;
     const float *wd = w ? w->data : ones(g, C);
     float *pw = dw ? mtft__scratch(g, (size_t)(nchunk * C) * sizeof(float)) : NULL;
     float *pb = db ? mtft__scratch(g, (size_t)(nchunk * C) * sizeof(float)) : NULL;
     if (!wd || (dw && !pw) || (db && !pb)) return MTFT_ENOMEM;
-    layernorm_bwd_k(dx, pw, pb, n->out->grad, x->data, wd, s->mean, s->rstd, N, C);
+    layernorm_bwd_k(dx, dx_write, pw, pb, n->out->grad, x->data, wd, s->mean, s->rstd, N, C);
     if (dw) reduce_chunks(dw, pw, nchunk, C, C);
     if (db) reduce_chunks(db, pb, nchunk, C, C);
     return MTFT_OK;
