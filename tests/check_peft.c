@@ -897,6 +897,175 @@ START_TEST(test_peft_poly_mix_op) {
 }
 END_TEST
 
+/* ---- the fused LoRA op ----------------------------------------------------------- */
+
+/* Three LoRAs in one group on a batch of U units (RPU rows each): entry 0
+ * on all units, entry 1 on units [1, 3), entry 2 on [3, U); y0 + the LoRAs
+ * through the fused op (fused = 1) or through lora_down + lora_add (the
+ * BLAS path, fused = 0). With split, the group's gradient is split in 3
+ * parts at units {0, 1, 3, U}. Outputs: y, dx and the gradient blocks
+ * (3 parts back to back when split, else the total). */
+typedef struct lf_case {
+    int64_t U, RPU, I, O, R;
+    int split;
+} lf_case;
+
+static size_t lf_run(const lf_case *c, int fused, float *y_out, float *dx_out, float *g_out) {
+    mtft_param_group *pg = NULL;
+    ck_assert_int_eq(mtft_param_group_new(&pg, "lf"), MTFT_OK);
+    mtft_tensor *A[3], *B[3];
+    for (int e = 0; e < 3; e++) {
+        char na[8], nb[8];
+        snprintf(na, sizeof na, "A%d", e);
+        snprintf(nb, sizeof nb, "B%d", e);
+        int64_t sa[2] = {c->R, c->I}, sb[2] = {c->O, c->R};
+        A[e] = mtft_param_group_add(pg, na, 2, sa);
+        B[e] = mtft_param_group_add(pg, nb, 2, sb);
+    }
+    ck_assert_int_eq(mtft_param_group_alloc(pg), MTFT_OK);
+    ck_assert_int_eq(mtft_param_group_set_trainable(pg, 1), MTFT_OK);
+    if (c->split) ck_assert_int_eq(mtft_param_group_set_split(pg, 3), MTFT_OK);
+    rand_group(pg, 21, -0.5f, 0.5f);
+    mtft_graph *g = new_graph();
+    int64_t part[4] = {0, 1, 3, c->U};
+    if (c->split) ck_assert_int_eq(mtft_graph_set_row_partition(g, 3, part), MTFT_OK);
+    const int64_t N = c->U * c->RPU;
+    float *xd = malloc((size_t)(N * c->I) * sizeof(float)), *yd = malloc((size_t)(N * c->O) * sizeof(float));
+    float *dy = malloc((size_t)(N * c->O) * sizeof(float));
+    mtft_test_fill(xd, N * c->I, 31, -1.0f, 1.0f);
+    mtft_test_fill(yd, N * c->O, 32, -1.0f, 1.0f);
+    mtft_test_fill(dy, N * c->O, 33, -1.0f, 1.0f);
+    int64_t sx[3] = {c->U, c->RPU, c->I}, sy[3] = {c->U, c->RPU, c->O};
+    mtft_tensor *x = mtft_from_data(g, 3, sx, xd), *y0 = mtft_from_data(g, 3, sy, yd), *y;
+    ck_assert_int_eq(mtft_tensor_set_requires_grad(g, x, 1), MTFT_OK);
+    int64_t u0[3] = {0, 1, 3}, nu[3] = {c->U, 2, c->U - 3};
+    float sc[3] = {2.0f, 0.5f, 1.25f};
+    if (fused) {
+        y = mtft_peft__lora_fused(g, x, y0, 3, A, B, u0, nu, sc);
+    } else {
+        mtft_tensor *h[3];
+        int wt[3] = {1, 1, 1};
+        for (int e = 0; e < 3; e++) h[e] = mtft_peft__lora_down(g, x, A[e], u0[e], nu[e]);
+        y = mtft_peft__lora_add(g, y0, 3, h, B, u0, nu, sc, wt);
+    }
+    if (!y) ck_abort_msg("lora forward failed: %s", mtft_error_last()->message);
+    memcpy(y_out, mtft_tensor_data(y), (size_t)(N * c->O) * sizeof(float));
+    ck_assert_int_eq(mtft_graph_backward(g, y, dy), MTFT_OK);
+    memcpy(dx_out, mtft_tensor_grad(x), (size_t)(N * c->I) * sizeof(float));
+    size_t nf = 0;
+    if (c->split) {
+        for (int k = 0; k < 3; k++) {
+            const float *gk = mtft_param_group_split_grad(pg, k, &nf);
+            ck_assert_ptr_nonnull(gk);
+            memcpy(g_out + (size_t)k * nf, gk, nf * sizeof(float));
+        }
+        nf *= 3;
+    } else {
+        const float *gt = mtft_param_group_grad(pg, &nf);
+        ck_assert_ptr_nonnull(gt);
+        memcpy(g_out, gt, nf * sizeof(float));
+    }
+    free(xd);
+    free(yd);
+    free(dy);
+    mtft_graph_free(g);
+    mtft_param_group_free(pg);
+    return nf;
+}
+
+START_TEST(test_peft_lora_fused_vs_blas) {
+    /* the fused op equals the BLAS path (forward, dx, dA and dB, per part
+     * when split), with its AVX-512 kernels (R 8, 16 where the CPU has
+     * them) and its portable ones (R 3, and any R when forced); I and O
+     * not multiples of 16 exercise the tails. Large enough (N (I+O) R >
+     * 131072) that the kernels run on several threads: the result has the
+     * same bits on 1 and 2 threads. Tolerance 2e-5 + 1e-4 |ref| (different
+     * summation order and FMA). */
+    const lf_case cases[] = {
+        {4, 3, 21, 37, 8, 1}, {4, 3, 21, 37, 3, 0}, {5, 2, 48, 80, 16, 1}, {5, 40, 101, 300, 8, 1},
+        {5, 40, 101, 300, 3, 0}, {6, 24, 64, 256, 8, 0},
+    };
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        const lf_case *c = &cases[ci];
+        const int64_t N = c->U * c->RPU, ny = N * c->O, nx = N * c->I, ngr = 3 * 3 * c->R * (c->I + c->O) + 3 * 64;
+        float *y[4], *dx[4], *gr[4];
+        size_t nf[4];
+        for (int v = 0; v < 4; v++) {
+            y[v] = malloc((size_t)ny * sizeof(float));
+            dx[v] = malloc((size_t)nx * sizeof(float));
+            gr[v] = calloc((size_t)ngr, sizeof(float));
+        }
+        /* 0: BLAS reference; 1: fused; 2: fused, portable kernels; 3: fused, 1 thread */
+        nf[0] = lf_run(c, 0, y[0], dx[0], gr[0]);
+        nf[1] = lf_run(c, 1, y[1], dx[1], gr[1]);
+        mtft_peft__lora_force_generic(1);
+        nf[2] = lf_run(c, 1, y[2], dx[2], gr[2]);
+        mtft_peft__lora_force_generic(0);
+        int nt = mtft_get_num_threads();
+        mtft_set_num_threads(1);
+        nf[3] = lf_run(c, 1, y[3], dx[3], gr[3]);
+        mtft_set_num_threads(nt);
+        for (int v = 1; v < 3; v++) {
+            char what[96];
+            ck_assert_uint_eq(nf[v], nf[0]);
+            snprintf(what, sizeof what, "case %zu (R %lld) %s: y", ci, (long long)c->R, v == 1 ? "fused" : "portable");
+            mtft_assert_close(y[v], y[0], ny, 1e-4f, 2e-5f, what);
+            snprintf(what, sizeof what, "case %zu (R %lld) %s: dx", ci, (long long)c->R, v == 1 ? "fused" : "portable");
+            mtft_assert_close(dx[v], dx[0], nx, 1e-4f, 2e-5f, what);
+            snprintf(what, sizeof what, "case %zu (R %lld) %s: dA, dB", ci, (long long)c->R,
+                     v == 1 ? "fused" : "portable");
+            mtft_assert_close(gr[v], gr[0], (int64_t)nf[0], 1e-4f, 2e-5f, what);
+        }
+        /* the gradients are not all zero (a test that can fail) */
+        double gs = 0.0;
+        for (size_t i = 0; i < nf[0]; i++) gs += fabs(gr[1][i]);
+        ck_assert_double_gt(gs, 1.0);
+        ck_assert_msg(memcmp(y[1], y[3], (size_t)ny * sizeof(float)) == 0 &&
+                          memcmp(dx[1], dx[3], (size_t)nx * sizeof(float)) == 0 &&
+                          memcmp(gr[1], gr[3], nf[0] * sizeof(float)) == 0,
+                      "case %zu: the fused op gives other bits on 1 thread than on %d", ci, nt);
+        for (int v = 0; v < 4; v++) {
+            free(y[v]);
+            free(dx[v]);
+            free(gr[v]);
+        }
+    }
+}
+END_TEST
+
+typedef struct lf_gc {
+    int64_t U, RPU, I, O;
+    const float *y0;
+} lf_gc;
+
+static mtft_tensor *lf_gc_fn(mtft_graph *g, mtft_tensor **in, void *ctx) {
+    const lf_gc *c = ctx;
+    int64_t sy[3] = {c->U, c->RPU, c->O}, u0 = 1, nu = c->U - 1;
+    float sc = 1.5f;
+    mtft_tensor *y = mtft_from_data(g, 3, sy, c->y0);
+    return mtft_peft__lora_fused(g, in[0], y, 1, &in[1], &in[2], &u0, &nu, &sc);
+}
+
+START_TEST(test_peft_lora_fused_grad) {
+    /* finite differences through the fused op alone: x, A and B, entry on
+     * units [1, U) (rows of unit 0 untouched), R 8 (AVX-512 kernels where
+     * available) and R 3 (portable); eps 3e-3, |a - n| <= 2e-3 + 2e-2 |n| */
+    const int64_t ranks[2] = {8, 3};
+    for (int ri = 0; ri < 2; ri++) {
+        const int64_t U = 3, RPU = 2, I = 19, O = 35, R = ranks[ri];
+        float x[3 * 2 * 19], A[8 * 19], B[35 * 8], y0[3 * 2 * 35];
+        mtft_test_fill(x, U * RPU * I, 41, -1.0f, 1.0f);
+        mtft_test_fill(A, R * I, 42, -0.5f, 0.5f);
+        mtft_test_fill(B, O * R, 43, -0.5f, 0.5f);
+        mtft_test_fill(y0, U * RPU * O, 44, -1.0f, 1.0f);
+        lf_gc c = {U, RPU, I, O, y0};
+        mtft_gradcheck_input in[3] = {{3, {U, RPU, I, 1}, x, 1}, {2, {R, I, 1, 1}, A, 1}, {2, {O, R, 1, 1}, B, 1}};
+        mtft_gradcheck_result r = mtft_gradcheck("lora_fused", lf_gc_fn, &c, in, 3, 3e-3f, 2e-3f, 2e-2f, 0);
+        ck_assert_int_gt(r.checked, 0);
+    }
+}
+END_TEST
+
 Suite *mtft_test_peft_suite(void) {
     Suite *s = suite_create("peft");
     TCase *api = tcase_create("api");
@@ -910,6 +1079,7 @@ Suite *mtft_test_peft_suite(void) {
     tcase_add_test(api, test_peft_lora_dropout);
     tcase_add_test(api, test_peft_poly_mix_op);
     tcase_add_test(api, test_peft_poly_one_skill_is_lora);
+    tcase_add_test(api, test_peft_lora_fused_vs_blas);
     suite_add_tcase(s, api);
     TCase *mixed = tcase_create("mixed");
     tcase_set_timeout(mixed, 120);
@@ -923,6 +1093,7 @@ Suite *mtft_test_peft_suite(void) {
     tcase_add_test(grad, test_peft_ia3);
     tcase_add_test(grad, test_peft_poly);
     tcase_add_test(grad, test_peft_scalearn);
+    tcase_add_test(grad, test_peft_lora_fused_grad);
     suite_add_tcase(s, grad);
     return s;
 }

@@ -40,6 +40,13 @@
 #define LF_X86 0
 #endif
 
+/* Row blocks of the row-parallel passes (even, so the 2-row kernels pair
+ * the same rows for any thread count), column blocks of cols_outer (a
+ * multiple of 32) and its row tiles. */
+#define LF_ROWS 16
+#define LF_COLS 256
+#define LF_TILE 64
+
 static _Atomic int lf_force_generic = 0;
 
 void mtft_peft__lora_force_generic(int on) { atomic_store(&lf_force_generic, on ? 1 : 0); }
@@ -118,9 +125,21 @@ static LF_AVX512 inline __mmask16 lf_mask(int64_t rem) {
     return rem >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << rem) - 1u);
 }
 
-/* Two rows at a time, 8 ranks at a time: 16 accumulators in registers. */
+/* Two rows at a time, 8 ranks at a time: 16 accumulators in registers.
+ * Whole vectors in the main loops, a masked one for the tail only (masked
+ * loads and stores in the main loop cost 2-3x on the EPYC here). */
+#define LF_DOWN_STEP(v0, v1, W0, k, LOAD)             \
+    do {                                              \
+        for (int r = 0; r < 8; r++) {                 \
+            __m512 w_ = LOAD((W0) + r * ldw + (k));   \
+            a0[r] = _mm512_fmadd_ps(v0, w_, a0[r]);   \
+            a1[r] = _mm512_fmadd_ps(v1, w_, a1[r]);   \
+        }                                             \
+    } while (0)
 static LF_AVX512 void down_avx512(int64_t N, int64_t K, int64_t R, const float *x, int64_t ldx, const float *W,
                                   int64_t ldw, float alpha, float *h) {
+    const int64_t K16 = K & ~(int64_t)15;
+    const __mmask16 mt = lf_mask(K - K16);
     for (int64_t n = 0; n < N; n += 2) {
         const int two = n + 1 < N;
         const float *x0 = x + n * ldx, *x1 = two ? x0 + ldx : x0;
@@ -128,14 +147,17 @@ static LF_AVX512 void down_avx512(int64_t N, int64_t K, int64_t R, const float *
             __m512 a0[8], a1[8];
             for (int r = 0; r < 8; r++) a0[r] = a1[r] = _mm512_setzero_ps();
             const float *w0 = W + r0 * ldw;
-            for (int64_t k = 0; k < K; k += 16) {
-                __mmask16 m = lf_mask(K - k);
-                __m512 v0 = _mm512_maskz_loadu_ps(m, x0 + k), v1 = _mm512_maskz_loadu_ps(m, x1 + k);
-                for (int r = 0; r < 8; r++) {
-                    __m512 w = _mm512_maskz_loadu_ps(m, w0 + r * ldw + k);
-                    a0[r] = _mm512_fmadd_ps(v0, w, a0[r]);
-                    a1[r] = _mm512_fmadd_ps(v1, w, a1[r]);
-                }
+            for (int64_t k = 0; k < K16; k += 16) {
+                __m512 v0 = _mm512_loadu_ps(x0 + k), v1 = _mm512_loadu_ps(x1 + k);
+#define LF_LD(p) _mm512_loadu_ps(p)
+                LF_DOWN_STEP(v0, v1, w0, k, LF_LD);
+#undef LF_LD
+            }
+            if (K16 < K) {
+                __m512 v0 = _mm512_maskz_loadu_ps(mt, x0 + K16), v1 = _mm512_maskz_loadu_ps(mt, x1 + K16);
+#define LF_LD(p) _mm512_maskz_loadu_ps(mt, p)
+                LF_DOWN_STEP(v0, v1, w0, K16, LF_LD);
+#undef LF_LD
             }
             for (int r = 0; r < 8; r++) {
                 h[n * R + r0 + r] = alpha * _mm512_reduce_add_ps(a0[r]);
@@ -144,70 +166,103 @@ static LF_AVX512 void down_avx512(int64_t N, int64_t K, int64_t R, const float *
         }
     }
 }
+#undef LF_DOWN_STEP
 
 static LF_AVX512 void up_avx512(int64_t N, int64_t J, int64_t R, const float *h, const float *W, int64_t ldw,
                                 float *y, int64_t ldy) {
+    const int64_t J16 = J & ~(int64_t)15;
+    const __mmask16 mt = lf_mask(J - J16);
     for (int64_t n = 0; n < N; n += 2) {
         const int two = n + 1 < N;
-        float *y0 = y + n * ldy, *y1 = two ? y0 + ldy : NULL;
+        float *y0 = y + n * ldy, *y1 = y0 + (two ? ldy : 0);
         for (int64_t r0 = 0; r0 < R; r0 += 8) {
             __m512 b0[8], b1[8];
             for (int r = 0; r < 8; r++) {
                 b0[r] = _mm512_set1_ps(h[n * R + r0 + r]);
-                b1[r] = _mm512_set1_ps(two ? h[(n + 1) * R + r0 + r] : 0.0f);
+                b1[r] = _mm512_set1_ps(h[(n + two) * R + r0 + r]);
             }
             const float *w0 = W + r0 * ldw;
-            for (int64_t j = 0; j < J; j += 16) {
-                __mmask16 m = lf_mask(J - j);
-                __m512 s0 = _mm512_maskz_loadu_ps(m, y0 + j);
-                __m512 s1 = two ? _mm512_maskz_loadu_ps(m, y1 + j) : _mm512_setzero_ps();
+            for (int64_t j = 0; j < J16; j += 16) {
+                __m512 s0 = _mm512_loadu_ps(y0 + j), s1 = _mm512_loadu_ps(y1 + j);
                 for (int r = 0; r < 8; r++) {
-                    __m512 w = _mm512_maskz_loadu_ps(m, w0 + r * ldw + j);
+                    __m512 w = _mm512_loadu_ps(w0 + r * ldw + j);
                     s0 = _mm512_fmadd_ps(b0[r], w, s0);
                     s1 = _mm512_fmadd_ps(b1[r], w, s1);
                 }
-                _mm512_mask_storeu_ps(y0 + j, m, s0);
-                if (two) _mm512_mask_storeu_ps(y1 + j, m, s1);
+                /* with one row left, y1 == y0: store row 0 last */
+                _mm512_storeu_ps(y1 + j, s1);
+                _mm512_storeu_ps(y0 + j, s0);
+            }
+            if (J16 < J) {
+                __m512 s0 = _mm512_maskz_loadu_ps(mt, y0 + J16), s1 = _mm512_maskz_loadu_ps(mt, y1 + J16);
+                for (int r = 0; r < 8; r++) {
+                    __m512 w = _mm512_maskz_loadu_ps(mt, w0 + r * ldw + J16);
+                    s0 = _mm512_fmadd_ps(b0[r], w, s0);
+                    s1 = _mm512_fmadd_ps(b1[r], w, s1);
+                }
+                _mm512_mask_storeu_ps(y1 + J16, mt, s1);
+                _mm512_mask_storeu_ps(y0 + J16, mt, s0);
             }
         }
     }
 }
 
-/* 32 columns x 8 ranks of accumulators per pass over the rows. */
+/* Columns [c0, c1) (at most LF_COLS): rows in tiles of LF_TILE, each tile's
+ * rows read once per 32-column group while they sit in L2 (sequential reads
+ * of c1 - c0 floats per row, which the prefetchers follow); 8 ranks x 32
+ * columns of accumulators in registers, carried over the tiles in t. */
 static LF_AVX512 void outer_avx512(int64_t c0, int64_t c1, int64_t N, int64_t R, const float *h, const float *X,
                                    int64_t ldx, float alpha, float *D, int64_t ldd, int trans_d) {
-    const __m512 va = _mm512_set1_ps(alpha);
-    for (int64_t cb = c0; cb < c1; cb += 32) {
-        __mmask16 m0 = lf_mask(c1 - cb), m1 = c1 - cb > 16 ? lf_mask(c1 - cb - 16) : (__mmask16)0;
-        for (int64_t r0 = 0; r0 < R; r0 += 8) {
-            __m512 a0[8], a1[8];
-            for (int r = 0; r < 8; r++) a0[r] = a1[r] = _mm512_setzero_ps();
-            for (int64_t n = 0; n < N; n++) {
-                const float *xr = X + n * ldx + cb, *hr = h + n * R + r0;
-                __m512 v0 = _mm512_maskz_loadu_ps(m0, xr), v1 = _mm512_maskz_loadu_ps(m1, xr + 16);
+    float t[8][LF_COLS];
+    const int64_t nc = c1 - c0;
+    for (int64_t r0 = 0; r0 < R; r0 += 8) {
+        memset(t, 0, sizeof t);
+        for (int64_t n0 = 0; n0 < N; n0 += LF_TILE) {
+            const int64_t n1 = n0 + LF_TILE < N ? n0 + LF_TILE : N;
+            for (int64_t cb = 0; cb < nc; cb += 32) {
+                const __mmask16 m0 = lf_mask(nc - cb), m1 = nc - cb > 16 ? lf_mask(nc - cb - 16) : (__mmask16)0;
+                __m512 a0[8], a1[8];
                 for (int r = 0; r < 8; r++) {
-                    __m512 hb = _mm512_set1_ps(hr[r]);
-                    a0[r] = _mm512_fmadd_ps(hb, v0, a0[r]);
-                    a1[r] = _mm512_fmadd_ps(hb, v1, a1[r]);
+                    a0[r] = _mm512_loadu_ps(t[r] + cb);
+                    a1[r] = _mm512_loadu_ps(t[r] + cb + 16);
+                }
+                const float *xc = X + c0 + cb, *hc = h + r0;
+                if (nc - cb >= 32) {
+                    for (int64_t n = n0; n < n1; n++) {
+                        const float *xr = xc + n * ldx, *hr = hc + n * R;
+                        __m512 v0 = _mm512_loadu_ps(xr), v1 = _mm512_loadu_ps(xr + 16);
+                        for (int r = 0; r < 8; r++) {
+                            __m512 hb = _mm512_set1_ps(hr[r]);
+                            a0[r] = _mm512_fmadd_ps(hb, v0, a0[r]);
+                            a1[r] = _mm512_fmadd_ps(hb, v1, a1[r]);
+                        }
+                    }
+                } else {
+                    for (int64_t n = n0; n < n1; n++) {
+                        const float *xr = xc + n * ldx, *hr = hc + n * R;
+                        __m512 v0 = _mm512_maskz_loadu_ps(m0, xr), v1 = _mm512_maskz_loadu_ps(m1, xr + 16);
+                        for (int r = 0; r < 8; r++) {
+                            __m512 hb = _mm512_set1_ps(hr[r]);
+                            a0[r] = _mm512_fmadd_ps(hb, v0, a0[r]);
+                            a1[r] = _mm512_fmadd_ps(hb, v1, a1[r]);
+                        }
+                    }
+                }
+                for (int r = 0; r < 8; r++) {
+                    _mm512_storeu_ps(t[r] + cb, a0[r]);
+                    _mm512_storeu_ps(t[r] + cb + 16, a1[r]);
                 }
             }
-            if (!trans_d) {
-                for (int r = 0; r < 8; r++) {
-                    float *d = D + (r0 + r) * ldd + cb;
-                    _mm512_mask_storeu_ps(d, m0, _mm512_fmadd_ps(va, a0[r], _mm512_maskz_loadu_ps(m0, d)));
-                    _mm512_mask_storeu_ps(d + 16, m1, _mm512_fmadd_ps(va, a1[r], _mm512_maskz_loadu_ps(m1, d + 16)));
-                }
-            } else {
-                float t[8][32];
-                for (int r = 0; r < 8; r++) {
-                    _mm512_storeu_ps(t[r], a0[r]);
-                    _mm512_storeu_ps(t[r] + 16, a1[r]);
-                }
-                int64_t nc = c1 - cb < 32 ? c1 - cb : 32;
-                for (int64_t q = 0; q < nc; q++) {
-                    float *d = D + (cb + q) * ldd + r0;
-                    for (int r = 0; r < 8; r++) d[r] += alpha * t[r][q];
-                }
+        }
+        if (!trans_d) {
+            for (int r = 0; r < 8; r++) {
+                float *d = D + (r0 + r) * ldd + c0;
+                for (int64_t q = 0; q < nc; q++) d[q] += alpha * t[r][q];
+            }
+        } else {
+            for (int64_t q = 0; q < nc; q++) {
+                float *d = D + (c0 + q) * ldd + r0;
+                for (int r = 0; r < 8; r++) d[r] += alpha * t[r][q];
             }
         }
     }
@@ -250,10 +305,6 @@ static void k_outer(int avx, int64_t c0, int64_t c1, int64_t N, int64_t R, const
     outer_generic(c0, c1, N, R, h, X, ldx, alpha, D, ldd, trans_d);
 }
 
-/* Row blocks for the row-parallel passes (even, so the 2-row kernels pair
- * the same rows for any thread count) and column blocks for cols_outer. */
-#define LF_ROWS 16
-#define LF_COLS 64
 
 /* ---- the op ------------------------------------------------------------------------ */
 
