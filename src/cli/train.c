@@ -71,6 +71,17 @@ int cli_config_load(cli_config *cc, const char *path) {
     cc->test_max_examples = ro->test_max_examples;
     cc->topt.log_path = cc->log_path[0] ? cc->log_path : NULL;
     cc->topt.ckpt_dir = cc->ckpt_dir[0] ? cc->ckpt_dir : NULL;
+    /* collation options the trainer does not apply are refused, not ignored */
+    const mtft_collate_options *co = mtft_config_collate(cfg);
+    if (co->pack || co->pad_to_multiple != 1) {
+        fprintf(stderr,
+                "mtft: %s: data.%s is an option of the data API (mtft_batch_collate); mtft train pads each step's "
+                "rows to the longest one and does not pack (packed segments would attend to each other: the "
+                "fused attention masks padding only). Remove it.\n",
+                path, co->pack ? "pack" : "pad_to_multiple");
+        cli_config_free(cc);
+        return -1;
+    }
     cc->has_pretrain = mtft_config_has_section(cfg, "pretrain");
     if (cc->has_pretrain) {
         const mtft_model_config *mc = mtft_config_model(cfg);

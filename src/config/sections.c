@@ -345,19 +345,24 @@ static const mtft_cfg_key k_data_keys[] = {
      "Directory of tokenized caches (created if missing); none: tokenize in memory on every load."},
     KS("eos_token", R(data.eos_token), "<|endoftext|>", "Token appended to generation targets; null: none."),
     KB("log_progress", R(data.log_progress), "true", "Log one line per loaded task."),
-    KI("batch_size", R(loader.batch_size), "16", 1, 1048576, "Examples per batch."),
-    KB("shuffle", R(loader.shuffle), "true", "Shuffle the examples every epoch (seeded)."),
-    KU("seed", R(loader.seed), "0", "Seed of the batch order."),
+    KI("batch_size", R(loader.batch_size), "16", 1, 1048576,
+       "Examples per batch; also the trainer's rows per step unless train.batch_size is given."),
+    KB("shuffle", R(loader.shuffle), "true",
+       "Shuffle the examples every epoch (seeded). mtft_loader only: the trainer's mixture sampler draws the rows."),
+    KU("seed", R(loader.seed), "0", "Seed of the batch order (mtft_loader only)."),
     KI("bucket_window", R(loader.bucket_window), "0", 0, 1048576,
-       "Sort by length within windows of this many batches (less padding); 0 or 1: off."),
-    KB("drop_last", R(loader.drop_last), "false", "Drop a last batch smaller than batch_size."),
+       "Sort by length within windows of this many batches (less padding); 0 or 1: off. mtft_loader only."),
+    KB("drop_last", R(loader.drop_last), "false", "Drop a last batch smaller than batch_size (mtft_loader only)."),
     KI("max_len", R(collate.max_len), "512", 1, 1048576, "Longest row in tokens; longer examples are truncated."),
     KE("truncation", R(collate.truncation), "right", k_truncation,
        "right: keep the first max_len tokens; left: keep the last ones."),
     {"pad_id", MTFT_CK_INT32, R(collate.pad_id), 0, "0", RANGE, 0, IMAX, NULL, NULL,
      "Token id written at padding positions (the trainer's pad_id too)."},
-    KB("pack", R(collate.pack), "false", "Pack several generation examples into each row (segments restart positions)."),
-    KI("pad_to_multiple", R(collate.pad_to_multiple), "1", 1, 4096, "Round the padded length up to a multiple of this."),
+    KB("pack", R(collate.pack), "false",
+       "Pack several generation examples into each row (segments restart positions); mtft_batch_collate only: "
+       "mtft train refuses it (packed segments would attend to each other)."),
+    KI("pad_to_multiple", R(collate.pad_to_multiple), "1", 1, 4096,
+       "Round the padded length up to a multiple of this (mtft_batch_collate; mtft train refuses values > 1)."),
 };
 static const mtft_cfg_section k_data = {"data", k_data_keys, N_KEYS(k_data_keys), "Data pipeline options."};
 
@@ -508,9 +513,11 @@ int mtft_cfg__finish_run(mtft_cfg_ctx *ctx, mtft_cfg_run *r, int n_tasks) {
         t->lora_targets = r->lora.target_modules;
     }
     /* gradient-level balancers combine per-task gradients of a shared LoRA */
-    if ((int)t->balancer.method >= (int)MTFT_BALANCE_GRADNORM && t->shared_lora_rank <= 0)
+    if ((int)t->balancer.method >= (int)MTFT_BALANCE_GRADNORM && t->shared_lora_rank <= 0 &&
+        !(t->sam_per_task && t->train_base))
         return err_at(ctx, AT(t->balancer.method), MTFT_EINVAL,
-                      "a gradient-level balancer needs a shared LoRA (lora.shared_rank > 0)");
+                      "a gradient-level balancer needs a shared LoRA (lora.shared_rank > 0), or per-task SAM "
+                      "(optimizer.sam_per_task) with a trained base");
     /* sampler and balancer lists: one entry per task */
     if ((rc = check_dist(ctx, &t->sampler.start, &t->sampler.start.strategy, "sampler"))) return rc;
     if (t->sampler.anneal_steps > 0 &&
@@ -521,6 +528,7 @@ int mtft_cfg__finish_run(mtft_cfg_ctx *ctx, mtft_cfg_run *r, int n_tasks) {
     if ((rc = check_weights(ctx, &t->balancer.static_weights, r->n_static_weights, n_tasks))) return rc;
     /* trainer: rows follow the data pipeline unless given */
     if (!SET(t->max_len)) t->max_len = r->collate.max_len;
+    if (!SET(t->batch_size) && SET(r->loader.batch_size)) t->batch_size = r->loader.batch_size;
     t->truncation = r->collate.truncation;
     t->pad_id = r->collate.pad_id;
     /* periodic checkpoints need their directory */

@@ -4,6 +4,7 @@
  * stopping, progress callback, JSONL log. Checkpoints are in trainer_ckpt.c. */
 #include <math.h>
 #include <stdio.h>
+#include <errno.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -477,7 +478,9 @@ int mtft_trainer__prepare(mtft_trainer *tr) {
     if (!tr->bal_state) return mtft__err(MTFT_ENOMEM, "trainer: out of memory");
     if (tr->log_path) {
         tr->log = fopen(tr->log_path, "a");
-        if (!tr->log) return mtft__err(MTFT_EIO, "trainer: cannot open the log '%s' for appending", tr->log_path);
+        if (!tr->log)
+            return mtft__err(MTFT_EIO, "trainer: cannot open the log '%s' for appending: %s", tr->log_path,
+                             strerror(errno));
     }
     tr->prepared = 1;
     return MTFT_OK;
