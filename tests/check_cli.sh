@@ -122,6 +122,10 @@ has "$T/stdout" "rmse"
 [ -s out/metrics.html ] || fail "no HTML report"
 steps=$(grep -c '"event":"step"' out/metrics.jsonl)
 [ "$steps" -eq 8 ] || fail "the log has $steps step lines, expected 8"
+has out/metrics.jsonl '"split":"dev"'
+has out/metrics.jsonl '"split":"test"'
+grep '"split":"test"' out/metrics.jsonl | grep -q '"kjv_word_alignment":{"token_accuracy"' ||
+    fail "the test line of the log lacks kjv_word_alignment's token_accuracy"
 
 expect 0 "$MTFT" info out/checkpoint
 has "$T/stdout" "name_gender"

@@ -229,7 +229,8 @@ MTFT_API int mtft_trainer_last_losses(const mtft_trainer *tr, float *out);
 
 /* Evaluate every task on a split (max_examples > 0 caps the examples per
  * task; 0: the option eval_max_examples). The results stay until the next
- * evaluation of that split. */
+ * evaluation of that split. With a log, a test or train evaluation appends
+ * an "eval" line with that split's metrics (dev ones come from run()). */
 MTFT_API int mtft_trainer_evaluate(mtft_trainer *tr, mtft_split split, int64_t max_examples);
 /* A metric of the last evaluation of `split`: MTFT_ENOTFOUND when the task
  * type does not report it, MTFT_ESTATE before an evaluation of the split.

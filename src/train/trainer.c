@@ -1104,6 +1104,36 @@ static void fmt_time(char *buf, size_t n, double s) {
         snprintf(buf, n, "%ldm%02lds", t / 60, t % 60);
 }
 
+/* One "eval" line of the JSONL log: the split's score and every metric of
+ * every task (best_score null when not a selection evaluation). */
+static void log_eval(mtft_trainer *tr, mtft_split split, double score, double best) {
+    FILE *f = tr->log;
+    if (!f) return;
+    fprintf(f, "{\"event\":\"eval\",\"step\":%lld,\"split\":\"%s\",\"score\":", (long long)tr->step,
+            mtft_split_name(split));
+    json_num(f, score);
+    fputs(",\"best_score\":", f);
+    json_num(f, best);
+    fputs(",\"tasks\":{", f);
+    for (int k = 0; k < tr->n_tasks; k++) {
+        if (k) fputc(',', f);
+        json_str(f, tr->names[k]);
+        fputs(":{", f);
+        const mtft_trainer_res *r = &tr->res[split][k];
+        int first = 1;
+        for (int mi = 0; mi < MTFT_METRIC_COUNT_; mi++) {
+            if (!r->have[mi]) continue;
+            if (!first) fputc(',', f);
+            first = 0;
+            json_str(f, mtft_metric_name((mtft_metric)mi));
+            fputc(':', f);
+            json_num(f, r->v[mi]);
+        }
+        fputc('}', f);
+    }
+    fputs("}}\n", f);
+}
+
 static int report(mtft_trainer *tr, mtft_progress *pr) {
     const int K = tr->n_tasks;
     const double el = tr->train_seconds + (mtft_trainer__now() - tr->run_t0);
@@ -1146,29 +1176,7 @@ static int report(mtft_trainer *tr, mtft_progress *pr) {
             }
             fputs("}}\n", f);
         } else {
-            fprintf(f, "{\"event\":\"eval\",\"step\":%lld,\"split\":\"dev\",\"score\":", (long long)pr->step);
-            json_num(f, pr->score);
-            fputs(",\"best_score\":", f);
-            json_num(f, pr->best_score);
-            fputs(",\"tasks\":{", f);
-            for (int k = 0; k < K; k++) {
-                if (k) fputc(',', f);
-                json_str(f, tr->names[k]);
-                fputc(':', f);
-                fputc('{', f);
-                const mtft_trainer_res *r = &tr->res[MTFT_SPLIT_DEV][k];
-                int first = 1;
-                for (int mi = 0; mi < MTFT_METRIC_COUNT_; mi++) {
-                    if (!r->have[mi]) continue;
-                    if (!first) fputc(',', f);
-                    first = 0;
-                    json_str(f, mtft_metric_name((mtft_metric)mi));
-                    fputc(':', f);
-                    json_num(f, r->v[mi]);
-                }
-                fputc('}', f);
-            }
-            fputs("}}\n", f);
+            log_eval(tr, MTFT_SPLIT_DEV, pr->score, pr->best_score);
         }
         fflush(f);
     }
@@ -1479,6 +1487,11 @@ int mtft_trainer_evaluate(mtft_trainer *tr, mtft_split split, int64_t max_exampl
     }
     tr->score[split] = ns ? score / ns : NAN;
     tr->have_score[split] = 1;
+    /* dev evaluations of run() are logged with the best score by report() */
+    if (split != MTFT_SPLIT_DEV && tr->log) {
+        log_eval(tr, split, tr->score[split], NAN);
+        fflush(tr->log);
+    }
     return MTFT_OK;
 }
 
