@@ -639,7 +639,9 @@ START_TEST(test_trainer_grad_accum_equals_big_batch) {
 }
 END_TEST
 
-START_TEST(test_trainer_sam_update_and_restore) {
+/* One plain SGD step (no momentum, decay, warmup or clipping): the update
+ * is -lr times the gradient, so updates can be compared and added. */
+static mtft_trainer_options one_sgd_step_opts(void) {
     mtft_trainer_options o = base_opts();
     o.optimizer = MTFT_OPTIM_SGD;
     o.momentum = 0.0f;
@@ -648,6 +650,11 @@ START_TEST(test_trainer_sam_update_and_restore) {
     o.max_steps = 1;
     o.warmup_steps = 0;
     o.grad_clip = 0.0f;
+    return o;
+}
+
+START_TEST(test_trainer_sam_update_and_restore) {
+    mtft_trainer_options o = one_sgd_step_opts();
     static lrec r;
     float *w_plain = NULL, *w_sam = NULL, *w_tiny = NULL;
     size_t n1 = 0, n2 = 0, n3 = 0;
@@ -718,14 +725,7 @@ static double max_abs_diff(const float *a, const float *b, size_t n) {
  * SAM with weights (1, 1, 1); (5) the perturbations are undone bit for
  * bit. */
 START_TEST(test_trainer_task_sam) {
-    mtft_trainer_options o = base_opts();
-    o.optimizer = MTFT_OPTIM_SGD;
-    o.momentum = 0.0f;
-    o.weight_decay = 0.0f;
-    o.lr = 0.05f;
-    o.max_steps = 1;
-    o.warmup_steps = 0;
-    o.grad_clip = 0.0f;
+    mtft_trainer_options o = one_sgd_step_opts();
     static lrec r;
     float *w_plain = NULL, *w_t = NULL;
     size_t n = 0, n2 = 0;
