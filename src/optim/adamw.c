@@ -19,10 +19,20 @@ typedef struct adamw_group {
     int64_t step;
 } adamw_group;
 
+/* A piece of one tensor's range, the unit of work of a step. */
+typedef struct adamw_item {
+    float *p, *m, *v;
+    const float *g;
+    int64_t n;
+    float decay_mul, step_size, bc2_sqrt;
+} adamw_item;
+
 struct mtft_adamw {
     mtft_adamw_options o;
     adamw_group *groups;
     int n, cap;
+    adamw_item *items; /* kept between steps */
+    int64_t n_items_cap;
 };
 
 static int check_options(const mtft_adamw_options *o) {
@@ -61,6 +71,7 @@ void mtft_adamw_free(mtft_adamw *opt) {
     if (!opt) return;
     for (int i = 0; i < opt->n; i++) group_dispose(&opt->groups[i]);
     mtft__free(opt->groups);
+    mtft__free(opt->items);
     mtft__free(opt);
 }
 
@@ -132,39 +143,55 @@ static inline float adamw_one(float *p, float g, float *m, float *v, float decay
 static void adamw_range(float *p, const float *g, float *m, float *v, int64_t n, float decay_mul, float b1,
                         float b2, float step_size, float bc2_sqrt, float eps) {
     const float omb1 = 1.0f - b1, omb2 = 1.0f - b2;
-    const int64_t CH = 1024; /* elements per work item */
-#pragma omp parallel for if (n > 65536)
-    for (int64_t c0 = 0; c0 < n; c0 += CH) {
-        int64_t c1 = c0 + CH < n ? c0 + CH : n, i = c0;
+    int64_t i = 0;
 #if defined(__SSE__)
-        const __m128 vb1 = _mm_set1_ps(b1), vb2 = _mm_set1_ps(b2), vomb1 = _mm_set1_ps(omb1),
-                     vomb2 = _mm_set1_ps(omb2), vdm = _mm_set1_ps(decay_mul), vss = _mm_set1_ps(step_size),
-                     vbc = _mm_set1_ps(bc2_sqrt), veps = _mm_set1_ps(eps);
-        for (; i + 4 <= c1; i += 4) {
-            __m128 gi = _mm_loadu_ps(g + i);
-            __m128 mi = _mm_add_ps(_mm_mul_ps(_mm_loadu_ps(m + i), vb1), _mm_mul_ps(gi, vomb1));
-            __m128 vi = _mm_add_ps(_mm_mul_ps(_mm_loadu_ps(v + i), vb2), _mm_mul_ps(_mm_mul_ps(gi, gi), vomb2));
-            _mm_storeu_ps(m + i, mi);
-            _mm_storeu_ps(v + i, vi);
-            __m128 den = _mm_add_ps(_mm_div_ps(_mm_sqrt_ps(vi), vbc), veps);
-            __m128 pi = _mm_mul_ps(_mm_loadu_ps(p + i), vdm);
-            _mm_storeu_ps(p + i, _mm_sub_ps(pi, _mm_mul_ps(vss, _mm_div_ps(mi, den))));
-        }
-#endif
-        for (; i < c1; i++)
-            p[i] = adamw_one(p + i, g[i], m + i, v + i, decay_mul, b1, b2, omb1, omb2, step_size, bc2_sqrt, eps);
+    const __m128 vb1 = _mm_set1_ps(b1), vb2 = _mm_set1_ps(b2), vomb1 = _mm_set1_ps(omb1), vomb2 = _mm_set1_ps(omb2),
+                 vdm = _mm_set1_ps(decay_mul), vss = _mm_set1_ps(step_size), vbc = _mm_set1_ps(bc2_sqrt),
+                 veps = _mm_set1_ps(eps);
+    for (; i + 4 <= n; i += 4) {
+        __m128 gi = _mm_loadu_ps(g + i);
+        __m128 mi = _mm_add_ps(_mm_mul_ps(_mm_loadu_ps(m + i), vb1), _mm_mul_ps(gi, vomb1));
+        __m128 vi = _mm_add_ps(_mm_mul_ps(_mm_loadu_ps(v + i), vb2), _mm_mul_ps(_mm_mul_ps(gi, gi), vomb2));
+        _mm_storeu_ps(m + i, mi);
+        _mm_storeu_ps(v + i, vi);
+        __m128 den = _mm_add_ps(_mm_div_ps(_mm_sqrt_ps(vi), vbc), veps);
+        __m128 pi = _mm_mul_ps(_mm_loadu_ps(p + i), vdm);
+        _mm_storeu_ps(p + i, _mm_sub_ps(pi, _mm_mul_ps(vss, _mm_div_ps(mi, den))));
     }
+#endif
+    for (; i < n; i++)
+        p[i] = adamw_one(p + i, g[i], m + i, v + i, decay_mul, b1, b2, omb1, omb2, step_size, bc2_sqrt, eps);
 }
+
+/* Elements per work item: every tensor of every group is cut into items and
+ * one parallel region runs them all (a small model has dozens of tensors
+ * below any useful per-tensor threshold; one region per tensor cost a
+ * fork/join each). */
+#define ADAMW_ITEM 16384
 
 int mtft_adamw_step(mtft_adamw *opt) {
     MTFT_CHECK_ARG(opt);
     const mtft_adamw_options *o = &opt->o;
+    int64_t n_items = 0, total = 0;
     for (int gi = 0; gi < opt->n; gi++) {
         adamw_group *gr = &opt->groups[gi];
         mtft_param_group *pg = gr->pg;
         if (!pg->trainable || !pg->grad) continue; /* frozen: no state, no update */
         int rc = state_alloc(gr);
         if (rc < 0) return rc;
+        for (int ti = 0; ti < pg->n; ti++) n_items += (mtft__numel(pg->tensors[ti]) + ADAMW_ITEM - 1) / ADAMW_ITEM;
+    }
+    if (n_items > opt->n_items_cap) {
+        adamw_item *ni = mtft__realloc(opt->items, (size_t)n_items * sizeof *ni);
+        if (!ni) return mtft__err(MTFT_ENOMEM, "adamw: no memory for %lld work items", (long long)n_items);
+        opt->items = ni;
+        opt->n_items_cap = n_items;
+    }
+    int64_t k = 0;
+    for (int gi = 0; gi < opt->n; gi++) {
+        adamw_group *gr = &opt->groups[gi];
+        mtft_param_group *pg = gr->pg;
+        if (!pg->trainable || !pg->grad) continue;
         gr->step++;
         double lr = (double)o->lr * (double)gr->lr_scale;
         double wd = gr->weight_decay >= 0.0f ? (double)gr->weight_decay : (double)o->weight_decay;
@@ -175,10 +202,23 @@ int mtft_adamw_step(mtft_adamw *opt) {
             mtft_tensor *t = pg->tensors[ti];
             int decay = t->ndim >= 2 || o->decay_1d;
             float decay_mul = decay ? (float)(1.0 - lr * wd) : 1.0f;
-            size_t off = t->offset;
-            adamw_range(pg->data + off, pg->grad + off, gr->m + off, gr->v + off, mtft__numel(t), decay_mul,
-                        o->beta1, o->beta2, step_size, bc2_sqrt, o->eps);
+            const int64_t n = mtft__numel(t);
+            for (int64_t i0 = 0; i0 < n; i0 += ADAMW_ITEM) {
+                const size_t off = t->offset + (size_t)i0;
+                adamw_item *it = &opt->items[k++];
+                it->p = pg->data + off, it->g = pg->grad + off, it->m = gr->m + off, it->v = gr->v + off;
+                it->n = n - i0 < ADAMW_ITEM ? n - i0 : ADAMW_ITEM;
+                it->decay_mul = decay_mul, it->step_size = step_size, it->bc2_sqrt = bc2_sqrt;
+                total += it->n;
+            }
         }
+    }
+    const adamw_item *items = opt->items;
+    const float b1 = o->beta1, b2 = o->beta2, eps = o->eps;
+#pragma omp parallel for schedule(static) if (total > 65536)
+    for (int64_t i = 0; i < k; i++) {
+        const adamw_item *it = &items[i];
+        adamw_range(it->p, it->g, it->m, it->v, it->n, it->decay_mul, b1, b2, it->step_size, it->bc2_sqrt, eps);
     }
     return MTFT_OK;
 }

@@ -144,11 +144,15 @@ MTFT_SIMD_CLONES static void layernorm_fwd_k(float *y, float *mean, float *rstd,
 
 /* dx (may be NULL) += per row; pw/pb (may be NULL): [nchunk, C] partials of
  * dw = sum dy xhat and db = sum dy. w is never NULL here (ones). */
-MTFT_SIMD_CLONES static void layernorm_bwd_k(float *dx, int dx_write, float *pw, float *pb, const float *dy,
-                                             const float *x, const float *w, const float *mean, const float *rstd,
-                                             int64_t N, int64_t C) {
+/* ... then dw += sum of pw over chunks and db += sum of pb (when not NULL),
+ * in chunk order, in the same parallel region (one fork/join a call). */
+MTFT_SIMD_CLONES static void layernorm_bwd_k(float *dx, int dx_write, float *pw, float *pb, float *dw, float *db,
+                                             const float *dy, const float *x, const float *w, const float *mean,
+                                             const float *rstd, int64_t N, int64_t C) {
     int64_t nchunk = (N + NORM_RCHUNK - 1) / NORM_RCHUNK;
-#pragma omp parallel for if (N * C > 16384)
+#pragma omp parallel if (N * C > 16384)
+    {
+#pragma omp for schedule(static)
     for (int64_t c = 0; c < nchunk; c++) {
         int64_t r0 = c * NORM_RCHUNK, r1 = r0 + NORM_RCHUNK < N ? r0 + NORM_RCHUNK : N;
         float *pwc = pw ? pw + c * C : NULL, *pbc = pb ? pb + c * C : NULL;
@@ -187,6 +191,18 @@ MTFT_SIMD_CLONES static void layernorm_bwd_k(float *dx, int dx_write, float *pw,
                 for (int64_t j = 0; j < C; j++) pbc[j] += dyr[j];
         }
     }
+    /* (the implied barrier of the loop above: all partials are complete) */
+#pragma omp for schedule(static)
+    for (int64_t j0 = 0; j0 < C; j0 += 64) {
+        const int64_t j1 = j0 + 64 < C ? j0 + 64 : C;
+        for (int64_t c = 0; c < nchunk; c++) {
+            if (dw)
+                for (int64_t j = j0; j < j1; j++) dw[j] += pw[c * C + j];
+            if (db)
+                for (int64_t j = j0; j < j1; j++) db[j] += pb[c * C + j];
+        }
+    }
+    }
 }
 
 static int layernorm_backward(mtft_graph *g, mtft_node *n) {
@@ -200,9 +216,7 @@ static int layernorm_backward(mtft_graph *g, mtft_node *n) {
     float *pw = dw ? mtft__scratch(g, (size_t)(nchunk * C) * sizeof(float)) : NULL;
     float *pb = db ? mtft__scratch(g, (size_t)(nchunk * C) * sizeof(float)) : NULL;
     if (!wd || (dw && !pw) || (db && !pb)) return MTFT_ENOMEM;
-    layernorm_bwd_k(dx, dx_write, pw, pb, n->out->grad, x->data, wd, s->mean, s->rstd, N, C);
-    if (dw) reduce_chunks(dw, pw, nchunk, C, C);
-    if (db) reduce_chunks(db, pb, nchunk, C, C);
+    layernorm_bwd_k(dx, dx_write, pw, pb, dw, db, n->out->grad, x->data, wd, s->mean, s->rstd, N, C);
     return MTFT_OK;
 }
 static const mtft_op_def layernorm_op = {"layernorm", layernorm_backward};
