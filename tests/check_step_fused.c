@@ -9,6 +9,8 @@
  *   (stored) and when qkv already has one (accumulated).
  * - bias + GELU (mtft__bias_gelu_tanh): values against double, central
  *   differences, and the stored and accumulated gradient paths.
+ * - cross-entropy, whose forward makes the logits' gradient: handed over,
+ *   scaled and accumulated.
  * - A GPT-2 model whose MLP takes the fused path (no PEFT hook) against the
  *   same model through the unfused ops (a no-op hook): logits and every
  *   parameter's gradient. */
@@ -157,6 +159,45 @@ START_TEST(test_bias_gelu) {
 }
 END_TEST
 
+/* Cross-entropy's gradient made by its forward: handed over as it is (seed
+ * 1), scaled (a weighted loss), and added to a gradient the logits already
+ * have; against the formula in double. */
+START_TEST(test_cross_entropy_gradient_paths) {
+    enum { N = 5, V = 300 };
+    float x[N * V], ref[N * V];
+    mtft_test_fill(x, N * V, 51, -4.0f, 4.0f);
+    const int32_t tg[N] = {3, -100, 299, 0, 150};
+    const double ls = 0.1;
+    const int M = 4;
+    for (int r = 0; r < N; r++) {
+        double mx = -1e30, sum = 0;
+        for (int j = 0; j < V; j++) mx = x[r * V + j] > mx ? x[r * V + j] : mx;
+        for (int j = 0; j < V; j++) sum += exp(x[r * V + j] - mx);
+        for (int j = 0; j < V; j++)
+            ref[r * V + j] = tg[r] < 0 ? 0.0f
+                                       : (float)((exp(x[r * V + j] - mx) / sum - (1 - ls) * (j == tg[r]) - ls / V) / M);
+    }
+    int64_t sh[2] = {N, V};
+    for (int mode = 0; mode < 3; mode++) {
+        mtft_graph *g = NULL;
+        ck_assert_int_eq(mtft_graph_new(&g, NULL), MTFT_OK);
+        mtft_tensor *lg = mtft_from_data(g, 2, sh, x);
+        ck_assert_int_eq(mtft_tensor_set_requires_grad(g, lg, 1), MTFT_OK);
+        mtft_tensor *loss = mtft_cross_entropy(g, lg, tg, -100, (float)ls);
+        if (mode == 1) loss = mtft_scale(g, loss, 0.25f);
+        if (mode == 2) loss = mtft_add(g, loss, mtft_scale(g, mtft_sum(g, lg), 0.5f)); /* runs first in backward */
+        ck_assert_msg(loss != NULL, "%s", mtft_error_last()->message);
+        ck_assert_int_eq(mtft_graph_backward(g, loss, NULL), MTFT_OK);
+        float want[N * V];
+        for (int i = 0; i < N * V; i++) want[i] = mode == 1 ? 0.25f * ref[i] : mode == 2 ? ref[i] + 0.5f : ref[i];
+        const char *what[3] = {"cross_entropy dx (handed over)", "cross_entropy dx (scaled 0.25)",
+                               "cross_entropy dx (added to 0.5)"};
+        mtft_assert_close(mtft_tensor_grad(lg), want, N * V, 1e-4f, 1e-7f, what[mode]);
+        mtft_graph_free(g);
+    }
+}
+END_TEST
+
 /* A hook that returns the projection unchanged: the model then takes the
  * unfused path (linear with bias, then GELU). */
 static mtft_tensor *identity_hook(mtft_nn_ctx *ctx, const char *name, mtft_tensor *x, mtft_tensor *y, void *payload) {
@@ -222,6 +263,7 @@ int main(void) {
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_attention_blocks_match_generic);
     tcase_add_test(tc, test_bias_gelu);
+    tcase_add_test(tc, test_cross_entropy_gradient_paths);
     tcase_add_test(tc, test_model_fused_matches_unfused);
     suite_add_tcase(s, tc);
     return mtft_test_run(s);

@@ -530,6 +530,12 @@ float *mtft__grad(mtft_graph *g, mtft_tensor *t) { return grad_get(g, t, 1, NULL
 
 float *mtft__grad_w(mtft_graph *g, mtft_tensor *t, int *fresh) { return grad_get(g, t, 0, fresh); }
 
+int mtft__grad_set(mtft_graph *g, mtft_tensor *t, float *buf) {
+    if (!buf || !mtft__needs_grad(t) || t->grad || (t->flags & MTFT_TF_PARAM) || g->status < 0) return 0;
+    t->grad = buf;
+    return 1;
+}
+
 int mtft__grad_adopt(mtft_graph *g, mtft_node *n, mtft_tensor *t) {
     mtft_tensor *o = n->out;
     if (!n->produces || !(o->flags & MTFT_TF_TRANSIENT) || (o->flags & MTFT_TF_PARAM) || !o->grad) return 0;

@@ -8,6 +8,10 @@
  *   is the mean over rows whose target != ignore_index (0 when there are none).
  *   Saved: lse per row and a copy of the targets. Backward:
  *     dx_rj = dL / M * (softmax_rj - (1-ls)*[j == t_r] - ls/V), 0 on ignored rows.
+ *   When the op is recorded, the forward writes dx for dL = 1 from the exps
+ *   it computes anyway; backward hands that buffer to the logits as their
+ *   gradient (dL = 1 and no gradient yet: a loss backpropagated alone) or
+ *   scales it in, instead of a second exp pass over [N, V].
  * mse:   mean (p - y)^2
  * huber: mean of 0.5 d^2 if |d| < delta else delta (|d| - delta/2) (PyTorch HuberLoss)
  * bce_logits: mean over masked-in elements of max(x,0) - x y + log1p(exp(-|x|)).
@@ -37,9 +41,30 @@ static double ordered_sum(const double *v, int64_t n) {
 typedef struct ce_saved {
     float *lse;       /* [N] */
     int32_t *targets; /* [N] */
+    float *d;         /* [N, V]: dloss/dx for an upstream gradient of 1 (made by the forward), or NULL */
     int32_t ignore_index;
     int64_t n_valid;
 } ce_saved;
+
+/* One row when the op is recorded: lse, and the row of dloss/dx into d
+ * (inv_m (softmax - uni) - inv_m on_t at the target; 0 on an ignored row),
+ * from the exps of the forward pass: backward does no exp pass of its own. */
+MTFT_SIMD_CLONES
+static void ce_row_d(const float *xr, int64_t V, int want_sum, double *lse, double *sum_x, float *d, int32_t t,
+                     int ignored, float inv_m, float uni, float on_t) {
+    float m = mtft__row_max(xr, V);
+    if (!isfinite(m)) m = 0.0f; /* -inf/+inf/NaN logits: IEEE rules propagate */
+    const double sum = mtft__row_sum_exp(xr, V, m, d);
+    *lse = (double)m + log(sum);
+    *sum_x = want_sum ? mtft__row_dot(xr, NULL, V) : 0.0;
+    if (ignored) {
+        memset(d, 0, (size_t)V * sizeof(float));
+        return;
+    }
+    const float inv = (float)(1.0 / sum);
+    for (int64_t j = 0; j < V; j++) d[j] = inv_m * (d[j] * inv - uni);
+    d[t] -= inv_m * on_t;
+}
 
 /* One row: lse, and the sum of the logits when label smoothing needs it. */
 MTFT_SIMD_CLONES
@@ -50,39 +75,30 @@ static void ce_row(const float *xr, int64_t V, int want_sum, double *lse, double
     *sum_x = want_sum ? mtft__row_dot(xr, NULL, V) : 0.0;
 }
 
-/* One row: dx (+)= scale * (softmax(x) - uni) (write: store, dx was fresh);
- * the target term is added by the caller. */
-MTFT_SIMD_CLONES
-static void ce_row_backward(float *dxr, const float *xr, int64_t V, float lse, float scale, float uni, int write) {
-    if (write)
-        for (int64_t j = 0; j < V; j++) dxr[j] = scale * (mtft__vexpf(xr[j] - lse) - uni);
-    else
-        for (int64_t j = 0; j < V; j++) dxr[j] += scale * (mtft__vexpf(xr[j] - lse) - uni);
-}
-
 static int ce_backward(mtft_graph *g, mtft_node *n) {
     mtft_tensor *x = n->in[0];
     const ce_saved *sv = n->saved;
-    if (sv->n_valid == 0) {
+    if (sv->n_valid == 0 || !sv->d) {
         (void)mtft__grad(g, x); /* a zero gradient */
         return g->status < 0 ? g->status : MTFT_OK;
     }
+    const int64_t V = x->ne[x->ndim - 1], N = mtft__rows(x);
+    const float up = n->out->grad[0];
+    /* the forward's dloss/dx becomes x's gradient as it is (a loss
+     * backpropagated with seed 1), or is scaled into it */
+    if (up == 1.0f && mtft__grad_set(g, x, sv->d)) return MTFT_OK;
     int write = 0;
     float *dx = mtft__grad_w(g, x, &write);
     if (!dx) return g->status < 0 ? g->status : MTFT_OK;
-    const int64_t V = x->ne[x->ndim - 1], N = mtft__rows(x);
-    const float ls = n->f[0];
-    const float scale = n->out->grad[0] / (float)sv->n_valid;
-    const float on_t = 1.0f - ls, uni = ls / (float)V;
+    const float *d = sv->d;
 #pragma omp parallel for schedule(static) if (N * V > 16384)
     for (int64_t r = 0; r < N; r++) {
-        const int32_t t = sv->targets[r];
-        if (t == sv->ignore_index) {
-            if (write) memset(dx + r * V, 0, (size_t)V * sizeof(float));
-            continue;
-        }
-        ce_row_backward(dx + r * V, x->data + r * V, V, sv->lse[r], scale, uni, write);
-        dx[r * V + t] -= scale * on_t;
+        float *dr = dx + r * V;
+        const float *sr = d + r * V;
+        if (write)
+            for (int64_t j = 0; j < V; j++) dr[j] = up * sr[j];
+        else
+            for (int64_t j = 0; j < V; j++) dr[j] += up * sr[j];
     }
     return MTFT_OK;
 }
@@ -116,11 +132,21 @@ mtft_tensor *mtft_cross_entropy(mtft_graph *g, mtft_tensor *logits, const int32_
     if (!sv || !lse || !tg || !row) return NULL;
     memcpy(tg, targets, (size_t)N * sizeof(int32_t));
     const double ls = label_smoothing;
+    int64_t M = 0;
+    for (int64_t r = 0; r < N; r++) M += tg[r] != ignore_index;
+    /* recorded (as mtft__record will decide) with rows to learn from: the
+     * forward also writes dloss/dx */
+    float *d = NULL;
+    if (M > 0 && g->grad_enabled && mtft__needs_grad(x) && !(d = mtft__scratch(g, (size_t)(N * V) * sizeof(float))))
+        return mtft__op_fail(g, MTFT_ENOMEM, "cross_entropy: no memory for the gradient of logits %s",
+                             mtft__shape_str(logits, sx, sizeof sx));
+    const float inv_m = M ? 1.0f / (float)M : 0.0f, on_t = 1.0f - label_smoothing, uni = label_smoothing / (float)V;
 #pragma omp parallel for schedule(static) if (N * V > 16384)
     for (int64_t r = 0; r < N; r++) {
         const float *xr = x->data + r * V;
         double l, sx_;
-        ce_row(xr, V, ls > 0.0, &l, &sx_);
+        if (d) ce_row_d(xr, V, ls > 0.0, &l, &sx_, d + r * V, tg[r], tg[r] == ignore_index, inv_m, uni, on_t);
+        else ce_row(xr, V, ls > 0.0, &l, &sx_);
         lse[r] = (float)l;
         const int32_t t = tg[r];
         if (t == ignore_index) {
@@ -130,14 +156,13 @@ mtft_tensor *mtft_cross_entropy(mtft_graph *g, mtft_tensor *logits, const int32_
             row[r] = ls > 0.0 ? (1.0 - ls) * nll + ls * (l - sx_ / (double)V) : nll;
         }
     }
-    int64_t M = 0;
-    for (int64_t r = 0; r < N; r++) M += tg[r] != ignore_index;
     mtft_tensor *y = scalar(g, M ? ordered_sum(row, N) / (double)M : 0.0);
     if (!y) return NULL;
     mtft_node *n = mtft__record(g, &ce_op, y, 1, x);
     if (n) {
         sv->lse = lse;
         sv->targets = tg;
+        sv->d = d;
         sv->ignore_index = ignore_index;
         sv->n_valid = M;
         n->saved = sv;

@@ -26,6 +26,11 @@ float *mtft__grad_w(mtft_graph *g, mtft_tensor *t, int *fresh);
  * output loses it (returns 1). Else nothing changes (returns 0). */
 int mtft__grad_adopt(mtft_graph *g, mtft_node *n, mtft_tensor *t);
 
+/* Give t the gradient buffer buf (numel(t) floats of this step's arena,
+ * holding t's complete gradient, which nothing else uses) when t needs a
+ * gradient, has none yet and is no parameter (returns 1); else 0. */
+int mtft__grad_set(mtft_graph *g, mtft_tensor *t, float *buf);
+
 /* Fused ops of the GPT-2 training step (defined in the op files named).
  *
  * y = gelu_tanh(x + b) (activation.c): x [..., F] contiguous (a linear's
