@@ -176,6 +176,62 @@ typedef struct mtft_example {
 /* Example i of a split. MTFT_ERANGE for a bad index. */
 MTFT_API int mtft_task_example(const mtft_task *task, mtft_split split, int64_t i, mtft_example *out);
 
+/* ---- encoding one record as the loader does ---------------------------------------
+ * mtft_task_encode_input() turns one raw record (a JSON object, as one line of
+ * a JSONL data file) into token ids through the same code the loader uses
+ * for the task's files: the prompt template (numbers in template fields are
+ * formatted as the loader formats them), tagging words tokenized one by one
+ * with a space before every word but the first, no BOS, for generation the
+ * eos token after a target, and the same checks, so any record the loader
+ * accepts encodes to exactly the ids it stored, and any record it would
+ * reject (or skip) is an error here, never a silent change. For a task whose
+ * files are CSV/TSV, give the columns as JSON strings (and tagging words as
+ * a JSON array).
+ *
+ * Label fields are optional (prediction inputs have none): when the record
+ * has the task's label / value / tags / target field it is decoded and
+ * checked against the loaded label set as the loader checks it, and
+ * has_target is 1.
+ *
+ * Nothing is truncated: long inputs give all their ids. Consumers cut to
+ * their max_len as training does (mtft_batch_collate keeps the first, or
+ * with MTFT_TRUNCATE_LEFT the last, max_len tokens; mtft_trainer_predict
+ * keeps the first max_len).
+ *
+ * Caller-allocated: mtft_encoded_init() once, any number of encodes (the
+ * buffers are reused and grow), then mtft_encoded_dispose(). */
+typedef struct mtft_encoded {
+    int32_t *ids;        /* n_ids token ids: the model input, then (generation with a target) target ids and eos */
+    int32_t n_ids;
+    int32_t n_prompt;    /* ids of the model input: n_ids unless a generation target follows */
+    int32_t *word_first; /* tagging: n_words indices into ids, each word's first sub-token; else NULL */
+    int32_t n_words;
+    int32_t *tags;       /* tagging with its tags field: n_ids tag ids, -100 on continuation sub-tokens; else NULL */
+    int32_t *labels;     /* classification: 1 label id; multi-label: the set of label ids; else NULL */
+    int32_t n_labels;
+    float value;         /* regression with its value field; else 0 */
+    int has_target;      /* 1 when the record had the task's label, value, tags or target field */
+    /* private: the buffers behind ids, word_first, tags, labels */
+    int32_t *buf_[4];
+    size_t cap_[4];
+} mtft_encoded;
+
+MTFT_API void mtft_encoded_init(mtft_encoded *e);
+/* Free the buffers (NULL-safe; the struct may be init'ed again). */
+MTFT_API void mtft_encoded_dispose(mtft_encoded *e);
+
+/* Encode one record of `task` (loaded with mtft_task_load; MTFT_ESTATE
+ * otherwise) with tok, the tokenizer the task was loaded with
+ * (MTFT_EINVAL when its vocabulary size differs). json: len bytes holding
+ * one JSON object (surrounding whitespace, a trailing newline and a UTF-8
+ * BOM are allowed). Errors (MTFT_EFORMAT) name the task and what is wrong:
+ * "task 'sst': input column 9: malformed JSON near '...'", "task 'sst':
+ * input: missing field 'text'", "task 'ner': input: field 'tokens': element
+ * 2: expected a string, got number"; on error *out holds no record
+ * (n_ids 0). */
+MTFT_API int mtft_task_encode_input(const mtft_task *task, mtft_tokenizer *tok, const char *json, size_t len,
+                                    mtft_encoded *out);
+
 /* ---- prompt templates ------------------------------------------------------- */
 /* Check a template's syntax and, when allowed is not NULL, that every
  * placeholder is one of the n_allowed names. Errors give the 1-based

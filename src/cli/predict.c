@@ -4,7 +4,13 @@
  * (tagging); each output line is the input's line number and the prediction:
  *   {"line": 3, "label": "spam", "probs": {"ham": 0.1, "spam": 0.9}}
  *   {"line": 4, "value": -1.73}
- *   {"line": 5, "tags": ["O", "W", "ADD"]} */
+ *   {"line": 5, "tags": ["O", "W", "ADD"]}
+ * Each record is encoded by mtft_task_encode_input, the loader's own code
+ * path (template, tagging words, checks), so a record gets the ids training
+ * gave it; label fields, when present, are checked but not used. Inputs
+ * longer than the trainer's max_len are cut as training cuts them: the
+ * first max_len tokens, or with truncation "left" the last; tagging words
+ * whose first sub-token is cut off get null. */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,116 +18,7 @@
 
 #include "cli.h"
 
-/* ---- a minimal JSON reader for one flat object --------------------------------------- */
-
-static const char *skip_ws(const char *s) {
-    while (*s == ' ' || *s == '\t' || *s == '\r' || *s == '\n') s++;
-    return s;
-}
-
-/* Parse a JSON string at s (at the opening quote) into out (cap bytes, UTF-8).
- * Returns the position after the closing quote, or NULL. */
-static const char *parse_str(const char *s, char *out, size_t cap) {
-    if (*s != '"') return NULL;
-    s++;
-    size_t n = 0;
-    while (*s && *s != '"') {
-        unsigned c = (unsigned char)*s++;
-        if (c == '\\') {
-            char e = *s++;
-            switch (e) {
-            case 'n': c = '\n'; break;
-            case 't': c = '\t'; break;
-            case 'r': c = '\r'; break;
-            case 'b': c = '\b'; break;
-            case 'f': c = '\f'; break;
-            case '/': c = '/'; break;
-            case '\\': c = '\\'; break;
-            case '"': c = '"'; break;
-            case 'u': {
-                unsigned cp = 0;
-                for (int i = 0; i < 4; i++) {
-                    char h = *s++;
-                    cp <<= 4;
-                    if (h >= '0' && h <= '9') cp |= (unsigned)(h - '0');
-                    else if (h >= 'a' && h <= 'f') cp |= (unsigned)(h - 'a' + 10);
-                    else if (h >= 'A' && h <= 'F') cp |= (unsigned)(h - 'A' + 10);
-                    else return NULL;
-                }
-                if (cp >= 0xD800 && cp < 0xDC00 && s[0] == '\\' && s[1] == 'u') {
-                    unsigned lo = (unsigned)strtoul((char[5]){s[2], s[3], s[4], s[5], 0}, NULL, 16);
-                    if (lo >= 0xDC00 && lo < 0xE000) {
-                        cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-                        s += 6;
-                    }
-                }
-                char u[4];
-                int k = 0;
-                if (cp < 0x80) u[k++] = (char)cp;
-                else if (cp < 0x800) u[k++] = (char)(0xC0 | (cp >> 6)), u[k++] = (char)(0x80 | (cp & 0x3F));
-                else if (cp < 0x10000)
-                    u[k++] = (char)(0xE0 | (cp >> 12)), u[k++] = (char)(0x80 | ((cp >> 6) & 0x3F)),
-                    u[k++] = (char)(0x80 | (cp & 0x3F));
-                else
-                    u[k++] = (char)(0xF0 | (cp >> 18)), u[k++] = (char)(0x80 | ((cp >> 12) & 0x3F)),
-                    u[k++] = (char)(0x80 | ((cp >> 6) & 0x3F)), u[k++] = (char)(0x80 | (cp & 0x3F));
-                for (int i = 0; i < k; i++)
-                    if (n + 1 < cap) out[n++] = u[i];
-                continue;
-            }
-            default: return NULL;
-            }
-        }
-        if (n + 1 < cap) out[n++] = (char)c;
-    }
-    if (*s != '"') return NULL;
-    out[n] = 0;
-    return s + 1;
-}
-
-/* The value of top-level key `key` in a flat JSON object line, or NULL. */
-static const char *find_key(const char *line, const char *key) {
-    char buf[256];
-    const char *s = skip_ws(line);
-    if (*s != '{') return NULL;
-    s++;
-    while (*s) {
-        s = skip_ws(s);
-        if (*s == '}') return NULL;
-        if (*s == ',') {
-            s++;
-            continue;
-        }
-        const char *after = parse_str(s, buf, sizeof buf);
-        if (!after) return NULL;
-        s = skip_ws(after);
-        if (*s != ':') return NULL;
-        s = skip_ws(s + 1);
-        if (!strcmp(buf, key)) return s;
-        /* skip the value: a string, an array of strings, or a scalar */
-        if (*s == '"') {
-            static char junk[1 << 16];
-            s = parse_str(s, junk, sizeof junk);
-            if (!s) return NULL;
-        } else if (*s == '[') {
-            int depth = 0, in_str = 0;
-            for (; *s; s++) {
-                if (in_str) {
-                    if (*s == '\\' && s[1]) s++;
-                    else if (*s == '"') in_str = 0;
-                } else if (*s == '"') in_str = 1;
-                else if (*s == '[') depth++;
-                else if (*s == ']' && --depth == 0) {
-                    s++;
-                    break;
-                }
-            }
-        } else {
-            while (*s && *s != ',' && *s != '}') s++;
-        }
-    }
-    return NULL;
-}
+/* ---- output ---------------------------------------------------------------------------- */
 
 static void put_json_str(FILE *f, const char *s) {
     fputc('"', f);
@@ -132,32 +29,6 @@ static void put_json_str(FILE *f, const char *s) {
         else fputc(c, f);
     }
     fputc('"', f);
-}
-
-/* Render a prompt template whose only placeholder is {field}; "{{" and "}}"
- * are literal braces. Returns 0, or -1 naming another placeholder. */
-static int render(const char *tmpl, const char *field, const char *value, char *out, size_t cap) {
-    size_t n = 0, fl = strlen(field), vl = strlen(value);
-    for (const char *s = tmpl; *s;) {
-        if ((s[0] == '{' && s[1] == '{') || (s[0] == '}' && s[1] == '}')) {
-            if (n + 1 < cap) out[n++] = s[0];
-            s += 2;
-        } else if (s[0] == '{') {
-            const char *e = strchr(s, '}');
-            if (!e || (size_t)(e - s - 1) != fl || strncmp(s + 1, field, fl) != 0) {
-                fprintf(stderr, "mtft predict: template position %d: placeholder '%.*s' (predict fills only {%s})\n",
-                        (int)(s - tmpl) + 1, e ? (int)(e - s + 1) : 1, s, field);
-                return -1;
-            }
-            for (size_t i = 0; i < vl && n + 1 < cap; i++) out[n++] = value[i];
-            s = e + 1;
-        } else {
-            if (n + 1 < cap) out[n++] = *s;
-            s++;
-        }
-    }
-    out[n] = 0;
-    return 0;
 }
 
 /* ---- the command ------------------------------------------------------------------------ */
@@ -235,13 +106,12 @@ int cli_cmd_predict(int argc, char **argv) {
     FILE *fin = stdin, *fout = stdout;
     char *line = NULL;
     size_t lcap = 0;
-    char *text = malloc(1 << 20);
-    char *prompt = malloc(1 << 20);
-    int32_t *ids = malloc(sizeof(int32_t) << 16);
-    int32_t *pred = malloc(sizeof(int32_t) << 16);
-    float *vals = malloc(sizeof(float) << 20);
-    int *first = malloc(sizeof(int) << 16);
-    if (!tasks || !text || !prompt || !ids || !pred || !vals || !first) {
+    mtft_encoded enc;
+    mtft_encoded_init(&enc);
+    int32_t *pred = NULL;
+    float *vals = NULL;
+    size_t pred_cap = 0;
+    if (!tasks) {
         fprintf(stderr, "mtft predict: out of memory\n");
         ret = 1;
         goto done;
@@ -293,8 +163,18 @@ int cli_cmd_predict(int argc, char **argv) {
     }
     const mtft_task *task = tasks[which];
     const int L = mtft_task_n_labels(task);
-    const char *in_field = to->type == MTFT_TASK_TAGGING ? (to->tokens_field ? to->tokens_field : "tokens")
-                                                         : (to->input_field ? to->input_field : "text");
+    const int tagging = to->type == MTFT_TASK_TAGGING;
+    const int max_len = cc.topt.max_len;
+    /* sequence heads write one value per output (class probabilities, regression values) */
+    int n_vals = mtft_head_output_dim(mtft_trainer_head(tr, which), m);
+    if (n_vals < L) n_vals = L;
+    if (n_vals < 1) n_vals = 1;
+    if (!tagging && !(vals = malloc(sizeof(float) * (size_t)n_vals))) {
+        fprintf(stderr, "mtft predict: out of memory\n");
+        ret = 1;
+        goto done;
+    }
+    const char *where = in_path ? in_path : "<stdin>";
     int lineno = 0;
     ssize_t got;
     while ((got = getline(&line, &lcap, fin)) >= 0) {
@@ -302,62 +182,28 @@ int cli_cmd_predict(int argc, char **argv) {
         const char *s = line;
         while (*s == ' ' || *s == '\t') s++;
         if (*s == '\n' || *s == '\r' || !*s) continue;
-        const char *v = find_key(line, in_field);
-        const char *where = in_path ? in_path : "<stdin>";
-        if (!v) {
-            fprintf(stderr, "mtft predict: %s:%d: no field '%s'\n", where, lineno, in_field);
+        if (mtft_task_encode_input(task, tok, line, (size_t)got, &enc) < 0) {
+            fprintf(stderr, "mtft predict: %s:%d: %s\n", where, lineno, mtft_error_last()->message);
             ret = 1;
             goto done;
         }
-        size_t n_ids = 0;
-        int n_words = 0;
-        if (to->type == MTFT_TASK_TAGGING) {
-            if (*v != '[') {
-                fprintf(stderr, "mtft predict: %s:%d: field '%s' must be a list of words\n", where, lineno, in_field);
+        /* the window training keeps (mtft_batch_collate): first max_len, or last with truncation left */
+        int off = 0, n_pass = enc.n_ids;
+        if (max_len > 0 && n_pass > max_len) {
+            if (cc.topt.truncation == MTFT_TRUNCATE_LEFT) off = n_pass - max_len;
+            n_pass = max_len;
+        }
+        if ((size_t)n_pass > pred_cap) {
+            int32_t *np = realloc(pred, sizeof *np * (size_t)n_pass);
+            if (!np) {
+                fprintf(stderr, "mtft predict: out of memory\n");
                 ret = 1;
                 goto done;
             }
-            v = skip_ws(v + 1);
-            while (*v && *v != ']') {
-                const char *after = parse_str(v, text + 1, (1 << 20) - 1);
-                if (!after) {
-                    fprintf(stderr, "mtft predict: %s:%d: bad string in '%s'\n", where, lineno, in_field);
-                    ret = 1;
-                    goto done;
-                }
-                text[0] = ' ';
-                const char *w = n_words ? text : text + 1;
-                size_t nw = 0;
-                if (n_words >= (1 << 16) || n_ids >= (1 << 16)) break;
-                mtft_tokenizer_encode(tok, w, strlen(w), ids + n_ids, ((size_t)1 << 16) - n_ids, &nw);
-                if (n_ids + nw > ((size_t)1 << 16)) break;
-                first[n_words++] = (int)n_ids;
-                n_ids += nw;
-                v = skip_ws(after);
-                if (*v == ',') v = skip_ws(v + 1);
-            }
-        } else {
-            if (!parse_str(v, text, 1 << 20)) {
-                fprintf(stderr, "mtft predict: %s:%d: field '%s' must be a string\n", where, lineno, in_field);
-                ret = 1;
-                goto done;
-            }
-            const char *src = text;
-            if (to->prompt_template) {
-                if (render(to->prompt_template, in_field, text, prompt, 1 << 20) != 0) {
-                    ret = 2;
-                    goto done;
-                }
-                src = prompt;
-            }
-            if (mtft_tokenizer_encode(tok, src, strlen(src), ids, (size_t)1 << 16, &n_ids) < 0) n_ids = 1 << 16;
+            pred = np;
+            pred_cap = (size_t)n_pass;
         }
-        if (n_ids == 0) {
-            fprintf(stderr, "mtft predict: %s:%d: empty input\n", where, lineno);
-            ret = 1;
-            goto done;
-        }
-        if (mtft_trainer_predict(tr, which, ids, (int)n_ids, pred, vals) < 0) {
+        if (mtft_trainer_predict(tr, which, enc.ids + off, n_pass, pred, tagging ? NULL : vals) < 0) {
             ret = cli_fail("predict");
             goto done;
         }
@@ -376,11 +222,12 @@ int cli_cmd_predict(int argc, char **argv) {
             fprintf(fout, "\"value\": %.6g}\n", (double)vals[0]);
         } else {
             fputs("\"tags\": [", fout);
-            for (int w = 0; w < n_words; w++) {
+            for (int w = 0; w < enc.n_words; w++) {
                 if (w) fputs(", ", fout);
-                const int32_t t = pred[first[w]];
+                const int k = enc.word_first[w] - off;
+                const int32_t t = k >= 0 && k < n_pass ? pred[k] : -1;
                 if (t >= 0 && t < L) put_json_str(fout, mtft_task_label(task, t));
-                else fputs("null", fout); /* past max_len */
+                else fputs("null", fout); /* cut off by max_len */
             }
             fputs("]}\n", fout);
         }
@@ -389,12 +236,9 @@ done:
     if (fin && fin != stdin) fclose(fin);
     if (fout && fout != stdout) fclose(fout);
     free(line);
-    free(text);
-    free(prompt);
-    free(ids);
+    mtft_encoded_dispose(&enc);
     free(pred);
     free(vals);
-    free(first);
     mtft_trainer_free(tr);
     for (int k = 0; tasks && k < nt; k++) mtft_task_free(tasks[k]);
     free(tasks);

@@ -94,6 +94,10 @@ typedef struct builder {
     int labels_fixed;
     int64_t skipped[MTFT_BAD_N_REASONS];
     int64_t first_skip_reported;
+    /* mtft_task_encode_input: one record, not from a file; label, value,
+     * tags and target fields optional (has_target says whether present) */
+    int encode;
+    int has_target;
     /* current record */
     const char *path;
     int file;
@@ -123,6 +127,10 @@ static int bad(builder *b, mtft_bad_reason reason, int col, const char *fmt, ...
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    if (b->encode) { /* one record given by the caller: always an error */
+        if (col > 0) return mtft__err(MTFT_EFORMAT, "task '%s': input column %d: %s", b->t->o.name, col, msg);
+        return mtft__err(MTFT_EFORMAT, "task '%s': input: %s", b->t->o.name, msg);
+    }
     if (b->t->o.on_bad_example == MTFT_ON_BAD_ERROR) {
         if (col > 0) return mtft__err(MTFT_EFORMAT, "%s:%d:%d: %s", b->path, b->line, col, msg);
         return mtft__err(MTFT_EFORMAT, "%s:%d: %s", b->path, b->line, msg);
@@ -384,7 +392,8 @@ static int encode_append(builder *b, const char *s, size_t n, vec_i32 *out) {
         rc = mtft_tokenizer_encode(b->tok, s, n, b->enc, b->enc_cap, &cnt);
     }
     if (rc < 0) {
-        mtft__err_prefix("%s:%d: tokenizing", b->path, b->line);
+        if (b->encode) mtft__err_prefix("task '%s': input: tokenizing", b->t->o.name);
+        else mtft__err_prefix("%s:%d: tokenizing", b->path, b->line);
         return rc;
     }
     for (size_t i = 0; i < cnt; i++)
@@ -443,13 +452,24 @@ static int commit(builder *b, int split, int32_t n_prompt, float value, const ve
     return 0;
 }
 
-static int record(builder *b, int split) {
+/* Encode the current record (b->json or the CSV row): ids into b->seq,
+ * *n_prompt, and the label part: tagging tags per token into b->tags (word
+ * starts in b->firsts), label ids into b->rec_label_ids, *value. Loading
+ * (b->encode 0) requires every field of the type; encoding one record
+ * (b->encode 1) takes the label, value, tags and target fields only when
+ * present, and sets b->has_target. Returns 0, 1 (skipped) or < 0. */
+static int encode_record(builder *b, int32_t *n_prompt, float *value) {
     const mtft_task_options *o = &b->t->o;
     int rc;
     const char *s, *got;
     size_t n;
     b->seq.n = 0;
+    b->firsts.n = 0;
+    b->tags.n = 0;
     b->rec_label_ids.n = 0;
+    b->has_target = 0;
+    *value = 0.0f;
+    *n_prompt = 0;
     if (o->type == MTFT_TASK_TAGGING) {
         int bi, g = get_list(b, o->tokens_field, &b->list_a, &bi, &got);
         if (g < 0) return mtft__err(MTFT_ENOMEM, "out of memory");
@@ -463,7 +483,8 @@ static int record(builder *b, int split) {
         }
         g = get_list(b, o->tags_field, &b->list_b, &bi, &got);
         if (g < 0) return mtft__err(MTFT_ENOMEM, "out of memory");
-        if (g == GOT_MISSING) return bad(b, MTFT_BAD_MISSING_FIELD, 0, "missing field '%s'", o->tags_field);
+        if (g == GOT_MISSING && !b->encode)
+            return bad(b, MTFT_BAD_MISSING_FIELD, 0, "missing field '%s'", o->tags_field);
         if (g == GOT_TYPE) {
             if (bi >= 0)
                 return bad(b, MTFT_BAD_WRONG_TYPE, 0, "field '%s': element %d: expected a string, got %s",
@@ -471,8 +492,9 @@ static int record(builder *b, int split) {
             return bad(b, MTFT_BAD_WRONG_TYPE, 0, "field '%s': expected a list of strings, got %s", o->tags_field,
                        got);
         }
+        b->has_target = g == GOT_OK;
         if (b->list_a.n == 0) return bad(b, MTFT_BAD_EMPTY, 0, "field '%s': empty token list", o->tokens_field);
-        if (b->list_a.n != b->list_b.n)
+        if (b->has_target && b->list_a.n != b->list_b.n)
             return bad(b, MTFT_BAD_LENGTH, 0, "fields '%s' and '%s': %d tokens but %d tags", o->tokens_field,
                        o->tags_field, b->list_a.n, b->list_b.n);
         for (int i = 0; i < b->list_a.n; i++)
@@ -480,7 +502,6 @@ static int record(builder *b, int split) {
                 return bad(b, MTFT_BAD_EMPTY, 0, "field '%s': element %d is empty", o->tokens_field, i);
         /* tokenize word by word: word i > 0 is preceded by a space, as in the
          * running text; the first sub-token of each word carries its tag */
-        b->firsts.n = 0;
         for (int i = 0; i < b->list_a.n; i++) {
             size_t before = b->seq.n;
             b->text.n = 0;
@@ -492,35 +513,41 @@ static int record(builder *b, int split) {
                 return bad(b, MTFT_BAD_EMPTY, 0, "field '%s': element %d gives no tokens", o->tokens_field, i);
             if (vpush(&b->firsts, (int32_t)before) < 0) return mtft__err(MTFT_ENOMEM, "out of memory");
         }
+        *n_prompt = (int32_t)b->seq.n;
+        if (!b->has_target) return 0;
         if ((rc = resolve_labels(b, &b->list_b, o->tags_field, "tag")) != 0) return rc;
-        b->tags.n = 0;
         for (size_t i = 0; i < b->seq.n; i++)
             if (vpush(&b->tags, MTFT_IGNORE_INDEX) < 0) return mtft__err(MTFT_ENOMEM, "out of memory");
         for (size_t i = 0; i < b->firsts.n; i++) b->tags.v[b->firsts.v[i]] = b->rec_label_ids.v[i];
         b->rec_label_ids.n = 0; /* tags live in the tag words, not as example labels */
-        return commit(b, split, (int32_t)b->seq.n, 0.0f, &b->tags);
+        return 0;
     }
 
     if ((rc = input_text(b)) != 0) return rc;
-    float value = 0.0f;
-    int32_t n_prompt;
+    b->labels_in.n = 0;
     switch (o->type) {
     case MTFT_TASK_CLASSIFICATION: {
         int g = get_text(b, o->label_field, ALLOW_INT, &s, &n, &got);
         if (g < 0) return mtft__err(MTFT_ENOMEM, "out of memory");
-        if (g == GOT_MISSING) return bad(b, MTFT_BAD_MISSING_FIELD, 0, "missing field '%s'", o->label_field);
+        if (g == GOT_MISSING) {
+            if (b->encode) break;
+            return bad(b, MTFT_BAD_MISSING_FIELD, 0, "missing field '%s'", o->label_field);
+        }
         if (g == GOT_TYPE)
             return bad(b, MTFT_BAD_WRONG_TYPE, 0, "field '%s': expected a string or an integer label, got %s",
                        o->label_field, got);
         if (all_space(s, n)) return bad(b, MTFT_BAD_EMPTY, 0, "field '%s': empty label", o->label_field);
-        b->labels_in.n = 0;
         if (ipush(&b->labels_in, s, n) < 0) return mtft__err(MTFT_ENOMEM, "out of memory");
+        b->has_target = 1;
         break;
     }
     case MTFT_TASK_MULTILABEL: {
         int bi, g = get_list(b, o->label_field, &b->labels_in, &bi, &got);
         if (g < 0) return mtft__err(MTFT_ENOMEM, "out of memory");
-        if (g == GOT_MISSING) return bad(b, MTFT_BAD_MISSING_FIELD, 0, "missing field '%s'", o->label_field);
+        if (g == GOT_MISSING) {
+            if (b->encode) break;
+            return bad(b, MTFT_BAD_MISSING_FIELD, 0, "missing field '%s'", o->label_field);
+        }
         if (g == GOT_TYPE) {
             if (bi >= 0)
                 return bad(b, MTFT_BAD_WRONG_TYPE, 0, "field '%s': element %d: expected a string, got %s",
@@ -531,13 +558,17 @@ static int record(builder *b, int split) {
         for (int i = 0; i < b->labels_in.n; i++)
             if (all_space(b->labels_in.v[i].s, b->labels_in.v[i].len))
                 return bad(b, MTFT_BAD_EMPTY, 0, "field '%s': element %d is an empty label", o->label_field, i);
+        b->has_target = 1;
         break;
     }
     case MTFT_TASK_REGRESSION: {
         double d = 0;
         if (b->is_json) {
             mtft_json *v = mtft_json__get(b->json, o->value_field);
-            if (!v) return bad(b, MTFT_BAD_MISSING_FIELD, 0, "missing field '%s'", o->value_field);
+            if (!v) {
+                if (b->encode) break;
+                return bad(b, MTFT_BAD_MISSING_FIELD, 0, "missing field '%s'", o->value_field);
+            }
             if (mtft_json__type(v) != MTFT_JSON_NUMBER)
                 return bad(b, MTFT_BAD_WRONG_TYPE, 0, "field '%s': expected a number, got %s", o->value_field,
                            mtft_json__type_name(v));
@@ -555,32 +586,35 @@ static int record(builder *b, int split) {
         }
         if (!isfinite(d) || fabs(d) > 3.0e38)
             return bad(b, MTFT_BAD_WRONG_TYPE, 0, "field '%s': value %g is not a finite float", o->value_field, d);
-        value = (float)d;
-        b->labels_in.n = 0;
+        *value = (float)d;
+        b->has_target = 1;
         break;
     }
     case MTFT_TASK_GENERATION: {
         int g = get_text(b, o->target_field, 0, &s, &n, &got);
         if (g < 0) return mtft__err(MTFT_ENOMEM, "out of memory");
-        if (g == GOT_MISSING) return bad(b, MTFT_BAD_MISSING_FIELD, 0, "missing field '%s'", o->target_field);
+        if (g == GOT_MISSING) {
+            if (b->encode) break;
+            return bad(b, MTFT_BAD_MISSING_FIELD, 0, "missing field '%s'", o->target_field);
+        }
         if (g == GOT_TYPE)
             return bad(b, MTFT_BAD_WRONG_TYPE, 0, "field '%s': expected a string, got %s", o->target_field, got);
         if (all_space(s, n)) return bad(b, MTFT_BAD_EMPTY, 0, "field '%s': empty target", o->target_field);
         b->target.n = 0;
         if (sb_add(&b->target, s, n) < 0) return mtft__err(MTFT_ENOMEM, "out of memory");
-        b->labels_in.n = 0;
+        b->has_target = 1;
         break;
     }
     default: break;
     }
     if ((rc = encode_append(b, b->text.s, b->text.n, &b->seq)) < 0) return rc;
     if (b->seq.n == 0) return bad(b, MTFT_BAD_EMPTY, 0, "input text gives no tokens");
-    n_prompt = (int32_t)b->seq.n;
-    if (o->type == MTFT_TASK_GENERATION) {
+    *n_prompt = (int32_t)b->seq.n;
+    if (o->type == MTFT_TASK_GENERATION && b->has_target) {
         if ((rc = encode_append(b, b->target.s, b->target.n, &b->seq)) < 0) return rc;
         if (b->eos >= 0 && vpush(&b->seq, b->eos) < 0) return mtft__err(MTFT_ENOMEM, "out of memory");
     }
-    if (o->type == MTFT_TASK_CLASSIFICATION || o->type == MTFT_TASK_MULTILABEL) {
+    if ((o->type == MTFT_TASK_CLASSIFICATION || o->type == MTFT_TASK_MULTILABEL) && b->has_target) {
         if ((rc = resolve_labels(b, &b->labels_in, o->label_field, "label")) != 0) return rc;
         if (o->type == MTFT_TASK_MULTILABEL) { /* a set: drop repeats, keep first-seen order */
             size_t k = 0;
@@ -592,7 +626,15 @@ static int record(builder *b, int split) {
             b->rec_label_ids.n = k;
         }
     }
-    return commit(b, split, n_prompt, value, NULL);
+    return 0;
+}
+
+static int record(builder *b, int split) {
+    int32_t n_prompt;
+    float value;
+    int rc = encode_record(b, &n_prompt, &value);
+    if (rc != 0) return rc;
+    return commit(b, split, n_prompt, value, b->t->o.type == MTFT_TASK_TAGGING ? &b->tags : NULL);
 }
 
 /* ---- files ---------------------------------------------------------------------------- */
@@ -837,6 +879,26 @@ static int finish(builder *b, uint64_t key, void **blob_out, size_t *size_out) {
     return 0;
 }
 
+/* Free what a builder owns (not the cache file). */
+static void builder_free(builder *b) {
+    for (int s = 0; s < MTFT_SPLIT_COUNT; s++) mtft__free(b->ent[s]);
+    mtft__free(b->pool.v);
+    for (int i = 0; i < b->n_lab; i++) mtft__free(b->lab[i]);
+    mtft__free(b->lab);
+    mtft__free(b->ht);
+    mtft__free(b->text.s);
+    mtft__free(b->target.s);
+    mtft__free(b->numfmt.s);
+    mtft__free(b->seq.v);
+    mtft__free(b->firsts.v);
+    mtft__free(b->tags.v);
+    mtft__free(b->enc);
+    mtft__free(b->list_a.v);
+    mtft__free(b->list_b.v);
+    mtft__free(b->labels_in.v);
+    mtft__free(b->rec_label_ids.v);
+}
+
 int mtft_data__build(mtft_task *t, mtft_tokenizer *tok, const mtft_data_options *o, uint64_t key,
                      const char *out_path, void **blob_out, size_t *size_out) {
     *blob_out = NULL;
@@ -885,22 +947,7 @@ int mtft_data__build(mtft_task *t, mtft_tokenizer *tok, const mtft_data_options 
                     t->o.type == MTFT_TASK_TAGGING) && b.n_lab == 0)
         rc = mtft__err(MTFT_EFORMAT, "task '%s': the data has no labels", t->o.name);
     if (rc >= 0) rc = finish(&b, key, blob_out, size_out);
-    for (int s = 0; s < MTFT_SPLIT_COUNT; s++) mtft__free(b.ent[s]);
-    mtft__free(b.pool.v);
-    for (int i = 0; i < b.n_lab; i++) mtft__free(b.lab[i]);
-    mtft__free(b.lab);
-    mtft__free(b.ht);
-    mtft__free(b.text.s);
-    mtft__free(b.target.s);
-    mtft__free(b.numfmt.s);
-    mtft__free(b.seq.v);
-    mtft__free(b.firsts.v);
-    mtft__free(b.tags.v);
-    mtft__free(b.enc);
-    mtft__free(b.list_a.v);
-    mtft__free(b.list_b.v);
-    mtft__free(b.labels_in.v);
-    mtft__free(b.rec_label_ids.v);
+    builder_free(&b);
     if (b.out) {
         /* durable before it becomes visible under its final name */
         if (rc >= 0 && (fflush(b.out) != 0 || fsync(fileno(b.out)) != 0))
@@ -911,5 +958,114 @@ int mtft_data__build(mtft_task *t, mtft_tokenizer *tok, const mtft_data_options 
         if (rc < 0) unlink(tmp);
         mtft__free(tmp);
     }
+    return rc < 0 ? rc : MTFT_OK;
+}
+
+/* ---- one record, for prediction -------------------------------------------------- */
+
+void mtft_encoded_init(mtft_encoded *e) {
+    if (e) memset(e, 0, sizeof *e);
+}
+
+void mtft_encoded_dispose(mtft_encoded *e) {
+    if (!e) return;
+    for (int i = 0; i < 4; i++) mtft__free(e->buf_[i]);
+    memset(e, 0, sizeof *e);
+}
+
+/* Copy n words into private buffer k of e (grown as needed); the copy. */
+static int32_t *enc_put(mtft_encoded *e, int k, const int32_t *v, size_t n) {
+    if (n > e->cap_[k] || !e->buf_[k]) {
+        size_t cap = e->cap_[k] * 2 > n ? e->cap_[k] * 2 : n;
+        if (cap < 16) cap = 16;
+        int32_t *nb = mtft__realloc(e->buf_[k], cap * sizeof *nb);
+        if (!nb) return NULL;
+        e->buf_[k] = nb;
+        e->cap_[k] = cap;
+    }
+    if (n) memcpy(e->buf_[k], v, n * sizeof *v);
+    return e->buf_[k];
+}
+
+int mtft_task_encode_input(const mtft_task *task, mtft_tokenizer *tok, const char *json, size_t len,
+                           mtft_encoded *out) {
+    MTFT_CHECK_ARG(out != NULL);
+    out->ids = out->word_first = out->tags = out->labels = NULL;
+    out->n_ids = out->n_prompt = out->n_words = out->n_labels = 0;
+    out->value = 0.0f;
+    out->has_target = 0;
+    MTFT_CHECK_ARG(task != NULL && tok != NULL && (json != NULL || len == 0));
+    const char *nm = task->o.name;
+    if (!task->hdr)
+        return mtft__err(MTFT_ESTATE, "task '%s': not loaded (call mtft_task_load before mtft_task_encode_input)", nm);
+    if (mtft_tokenizer_vocab_size(tok) != task->tok_vocab)
+        return mtft__err(MTFT_EINVAL, "task '%s': the tokenizer has %d tokens, but the task was loaded with one of %d",
+                         nm, (int)mtft_tokenizer_vocab_size(tok), (int)task->tok_vocab);
+    if (len >= 3 && memcmp(json, "\xEF\xBB\xBF", 3) == 0) { /* UTF-8 BOM, as the loader allows */
+        json += 3;
+        len -= 3;
+    }
+    if (all_space(json, len)) return mtft__err(MTFT_EFORMAT, "task '%s': input: empty (expected a JSON object)", nm);
+    size_t eo = 0;
+    mtft_json *j = mtft_json__parse(json, len, &eo);
+    if (!j) {
+        int line = 1, col = 1;
+        size_t at = eo < len ? eo : len;
+        mtft_json__line_col(json, len, at, &line, &col);
+        char where[64];
+        if (line > 1) snprintf(where, sizeof where, "line %d column %d", line, col);
+        else snprintf(where, sizeof where, "column %d", col);
+        int show = (int)(len - at < 16 ? len - at : 16);
+        if (show > 0 && !all_space(json + at, (size_t)show))
+            return mtft__err(MTFT_EFORMAT, "task '%s': input %s: malformed JSON near '%.*s'", nm, where, show, json + at);
+        return mtft__err(MTFT_EFORMAT, "task '%s': input %s: malformed JSON (the input ends too early)", nm, where);
+    }
+    if (mtft_json__type(j) != MTFT_JSON_OBJECT) {
+        int rc = mtft__err(MTFT_EFORMAT, "task '%s': input: expected a JSON object, got %s", nm,
+                           mtft_json__type_name(j));
+        mtft_json__free(j);
+        return rc;
+    }
+    builder b;
+    memset(&b, 0, sizeof b);
+    b.t = (mtft_task *)task; /* read only: the encode path never writes the task */
+    b.tok = tok;
+    b.eos = task->eos_id;
+    b.encode = 1;
+    b.is_json = 1;
+    b.json = j;
+    b.labels_fixed = 1; /* the loaded label set */
+    int rc = 0;
+    for (uint32_t i = 0; i < task->hdr->n_labels && rc >= 0; i++)
+        if (lab_add(&b, task->label_names[i], strlen(task->label_names[i])) < 0)
+            rc = mtft__err(MTFT_ENOMEM, "out of memory");
+    int32_t n_prompt = 0;
+    float value = 0.0f;
+    if (rc >= 0) rc = encode_record(&b, &n_prompt, &value);
+    if (rc > 0) rc = mtft__err(MTFT_ERROR, "task '%s': input: record rejected", nm); /* bad() never skips here */
+    if (rc >= 0 && b.seq.n > (size_t)INT32_MAX)
+        rc = mtft__err(MTFT_ERANGE, "task '%s': input: %zu tokens, too many", nm, b.seq.n);
+    if (rc >= 0) {
+        const mtft_task_type ty = task->o.type;
+        int ok = (out->ids = enc_put(out, 0, b.seq.v, b.seq.n)) != NULL;
+        if (ok && ty == MTFT_TASK_TAGGING) ok = (out->word_first = enc_put(out, 1, b.firsts.v, b.firsts.n)) != NULL;
+        if (ok && ty == MTFT_TASK_TAGGING && b.has_target)
+            ok = (out->tags = enc_put(out, 2, b.tags.v, b.tags.n)) != NULL;
+        if (ok && (ty == MTFT_TASK_CLASSIFICATION || ty == MTFT_TASK_MULTILABEL) && b.has_target)
+            ok = (out->labels = enc_put(out, 3, b.rec_label_ids.v, b.rec_label_ids.n)) != NULL;
+        if (!ok) {
+            out->ids = out->word_first = out->tags = out->labels = NULL;
+            rc = mtft__err(MTFT_ENOMEM, "task '%s': input: out of memory", nm);
+        } else {
+            out->n_ids = (int32_t)b.seq.n;
+            out->n_prompt = n_prompt;
+            out->n_words = ty == MTFT_TASK_TAGGING ? (int32_t)b.firsts.n : 0;
+            out->n_labels = out->labels ? (int32_t)b.rec_label_ids.n : 0;
+            out->value = value;
+            out->has_target = b.has_target;
+        }
+    }
+    builder_free(&b);
+    mtft_json__free(j);
     return rc < 0 ? rc : MTFT_OK;
 }

@@ -61,6 +61,9 @@ struct mtft_task {
     int64_t split_start[MTFT_SPLIT_COUNT];
     int cache_hit;
     char *cache_path;
+    /* set by mtft_task_load for mtft_task_encode_input */
+    int32_t eos_id;    /* generation: the eos id appended to targets, or -1 */
+    int32_t tok_vocab; /* vocabulary size of the tokenizer of the last load */
 };
 
 /* Open and validate a blob (memory or mapping) into task's pointers. */

@@ -308,6 +308,11 @@ int mtft_task_load(mtft_task *t, mtft_tokenizer *tok, const mtft_data_options *o
         }
         t->cache_path = path;
     }
+    /* what mtft_task_encode_input needs to encode as this load did */
+    t->tok_vocab = mtft_tokenizer_vocab_size(tok);
+    t->eos_id = -1;
+    if (t->o.type == MTFT_TASK_GENERATION && o->eos_token && *o->eos_token)
+        t->eos_id = mtft_tokenizer_token_to_id(tok, o->eos_token);
     int64_t skipped = mtft_task_skipped(t, MTFT_BAD_N_REASONS);
     if (o->log_progress)
         mtft__log(MTFT_LOG_INFO, "task '%s' (%s): %lld train, %lld dev, %lld test examples, %d labels; %s",
