@@ -1005,7 +1005,8 @@ int mtft_task_encode_input(const mtft_task *task, mtft_tokenizer *tok, const cha
         json += 3;
         len -= 3;
     }
-    if (all_space(json, len)) return mtft__err(MTFT_EFORMAT, "task '%s': input: empty (expected a JSON object)", nm);
+    while (len > 0 && all_space(json + len - 1, 1)) len--; /* a line end is not part of the record */
+    if (len == 0) return mtft__err(MTFT_EFORMAT, "task '%s': input: empty (expected a JSON object)", nm);
     size_t eo = 0;
     mtft_json *j = mtft_json__parse(json, len, &eo);
     if (!j) {
