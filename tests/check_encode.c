@@ -128,8 +128,8 @@ static void check_all_equal(const mtft_task *t, const char *const *recs, int n) 
 
 static const char *const k_cls[] = {
     "{\"text\": \"A fine film, truly.\", \"stars\": 5, \"label\": \"pos\"}",
-    "{\"stars\": 1.5, \"text\": \"Caf\\u00e9 au lait \\u65e5\\u672c\\u8a9e \\ud83d\\ude00 na\\u00efve\", \"label\": "
-    "\"neg\"}",
+    ("{\"stars\": 1.5, \"text\": \"Caf\\u00e9 au lait \\u65e5\\u672c\\u8a9e \\ud83d\\ude00 na\\u00efve\", \"label\": "
+     "\"neg\"}"),
     "{\"text\": \"  leading and trailing spaces  \", \"stars\": -2, \"label\": 7, \"extra\": [1, {\"x\": null}]}",
     "{\"text\": \"Zürich – Ελληνικά, Кириллица\\tand a tab\", \"stars\": 3, \"label\": \"pos\"}",
 };
@@ -192,8 +192,8 @@ START_TEST(test_encode_regression) {
 END_TEST
 
 static const char *const k_tag[] = {
-    "{\"tokens\": [\"Nebuchadnezzar\", \"the\", \"king\", \"of\", \"Babylon\"], \"tags\": [\"PER\", \"O\", \"O\", \"O\", "
-    "\"LOC\"]}",
+    ("{\"tokens\": [\"Nebuchadnezzar\", \"the\", \"king\", \"of\", \"Babylon\"], \"tags\": [\"PER\", \"O\", \"O\", \"O\", "
+     "\"LOC\"]}"),
     "{\"tags\": [\"LOC\", \"O\", \"O\"], \"tokens\": [\"Zürich\", \"unbelievably\", \"\\u00e9t\\u00e9\"]}",
     "{\"tokens\": [\"a\", \"b\"], \"tags\": [\"O\", \"O\"]}",
 };
