@@ -900,7 +900,8 @@ END_TEST
 /* ---- the fused LoRA op ----------------------------------------------------------- */
 
 /* Three LoRAs in one group on a batch of U units (RPU rows each): entry 0
- * on all units, entry 1 on units [1, 3), entry 2 on [3, U); y0 + the LoRAs
+ * on units [1, 3), entry 1 on all units, entry 2 on [3, U) (so the first
+ * entry, which stores a fresh dx, covers only some rows); y0 + the LoRAs
  * through the fused op (fused = 1) or through lora_down + lora_add (the
  * BLAS path, fused = 0). With split, the group's gradient is split in 3
  * parts at units {0, 1, 3, U}. Outputs: y, dx and the gradient blocks
@@ -938,7 +939,7 @@ static size_t lf_run(const lf_case *c, int fused, float *y_out, float *dx_out, f
     int64_t sx[3] = {c->U, c->RPU, c->I}, sy[3] = {c->U, c->RPU, c->O};
     mtft_tensor *x = mtft_from_data(g, 3, sx, xd), *y0 = mtft_from_data(g, 3, sy, yd), *y;
     ck_assert_int_eq(mtft_tensor_set_requires_grad(g, x, 1), MTFT_OK);
-    int64_t u0[3] = {0, 1, 3}, nu[3] = {c->U, 2, c->U - 3};
+    int64_t u0[3] = {1, 0, 3}, nu[3] = {2, c->U, c->U - 3};
     float sc[3] = {2.0f, 0.5f, 1.25f};
     if (fused) {
         y = mtft_peft__lora_fused(g, x, y0, 3, A, B, u0, nu, sc);

@@ -11,25 +11,28 @@
  *
  * Letters: N rows of the entry, I input features (in), O output features
  * (out), R rank. A [R, I] and B [O, R] (PEFT's lora_A / lora_B).
- *   forward   h = x A^T [N, R] (saved), y += s h B^T        (rows in parallel)
- *   backward  dh = s dy B [N, R]; dx += dh A                (rows in parallel)
- *             dA += dh^T x [R, I]; dB += s dy^T h [O, R]    (columns in parallel)
- * dA and dB go to each part's block of the row partition when the LoRA's
- * group is split (mtft__is_split), at no extra FLOPs.
+ *   forward   h = x A^T [N, R] (saved), y += s h B^T        (row tiles in parallel)
+ *   backward  one pass per fixed chunk of rows (chunks in parallel), tile by tile:
+ *             dh = s dy B; dx += dh A; PA_c += dh^T x; PB_c += h^T dy
+ *             then dA += sum_c PA_c, dB += s sum_c PB_c^T   (columns in parallel)
+ * so x, y, dy and dx are each streamed once per pass, and dA and dB go to
+ * each part's block of the row partition when the LoRA's group is split
+ * (mtft__is_split), at no extra FLOPs (chunks never cross a part).
  *
- * Kernels. Three shapes serve all six products:
+ * Kernels. Three shapes serve all the products:
  *   rows_down   h[n, r] = alpha sum_k x[n, k] W[r, k]      (W [R, K])
  *   rows_up     y[n, j] += sum_r h[n, r] W[r, j]           (W [R, J])
- *   cols_outer  D[r, c] (or D[c, r]) += alpha sum_n h[n, r] X[n, c]
+ *   outer       P[r, c] += sum_n h[n, r] X[n, c]           (a tile of rows)
  * Each has an AVX-512 version (x86-64, R a multiple of 8, chosen at run time
  * by the CPU's features) and a portable one. Every output element is summed
  * in a fixed order that does not depend on the thread count or the
- * schedule: rows_* work row by row, cols_outer runs each column over all
- * rows in order. The AVX-512 and portable versions may differ in the last
- * bits (FMA, lane order). */
+ * schedule (row tiles and chunks are fixed; chunk partials are added in
+ * order). The AVX-512 and portable versions may differ in the last bits
+ * (FMA, lane order). */
 #include <stdatomic.h>
 #include <string.h>
 
+#include "../tensor/ops/ops_grad.h"
 #include "peft_impl.h"
 
 #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__) && !defined(MTFT_NO_CLONES)
@@ -40,12 +43,12 @@
 #define LF_X86 0
 #endif
 
-/* Row blocks of the row-parallel passes (even, so the 2-row kernels pair
- * the same rows for any thread count), column blocks of cols_outer (a
- * multiple of 32) and its row tiles. */
+/* Row tiles of the row passes (even, so the 2-row kernels pair the same
+ * rows for any thread count), the fixed row chunks of the backward (one
+ * partial dA, dB each) and the column blocks of its final reduction. */
 #define LF_ROWS 16
+#define LF_CHUNK 128
 #define LF_COLS 256
-#define LF_TILE 64
 
 static _Atomic int lf_force_generic = 0;
 
@@ -82,11 +85,13 @@ static void down_generic(int64_t N, int64_t K, int64_t R, const float *x, int64_
     }
 }
 
-/* y[n*ldy + j] += sum_r h[n*R + r] W[r*ldw + j], rows [0, N), j < J. */
+/* y[n*ldy + j] += sum_r h[n*R + r] W[r*ldw + j], rows [0, N), j < J
+ * (with add = 0: y = that sum; y's old values are not read). */
 static void up_generic(int64_t N, int64_t J, int64_t R, const float *h, const float *W, int64_t ldw, float *y,
-                       int64_t ldy) {
+                       int64_t ldy, int add) {
     for (int64_t n = 0; n < N; n++) {
         float *yr = y + n * ldy;
+        if (!add) memset(yr, 0, (size_t)J * sizeof(float));
         const float *hr = h + n * R;
         for (int64_t r = 0; r < R; r++) {
             const float hv = hr[r];
@@ -96,24 +101,14 @@ static void up_generic(int64_t N, int64_t J, int64_t R, const float *h, const fl
     }
 }
 
-/* Columns [c0, c1): D[r*ldd + c] += alpha * sum_{n<N} h[n*R + r] X[n*ldx + c]
- * (trans_d: D[c*ldd + r]). */
-static void outer_generic(int64_t c0, int64_t c1, int64_t N, int64_t R, const float *h, const float *X, int64_t ldx,
-                          float alpha, float *D, int64_t ldd, int trans_d) {
-    enum { CB = 16 };
-    for (int64_t cb = c0; cb < c1; cb += CB) {
-        int64_t nc = c1 - cb < CB ? c1 - cb : CB;
+/* P[r*C + c] += sum_{n<M} h[n*R + r] X[n*ldx + c], all c < C. */
+static void outer_generic(int64_t M, int64_t C, int64_t R, const float *h, const float *X, int64_t ldx, float *P) {
+    for (int64_t n = 0; n < M; n++) {
+        const float *xr = X + n * ldx;
         for (int64_t r = 0; r < R; r++) {
-            float acc[CB] = {0};
-            for (int64_t n = 0; n < N; n++) {
-                const float hv = h[n * R + r];
-                const float *xr = X + n * ldx + cb;
-                for (int64_t q = 0; q < nc; q++) acc[q] += hv * xr[q];
-            }
-            for (int64_t q = 0; q < nc; q++) {
-                float *d = trans_d ? D + (cb + q) * ldd + r : D + r * ldd + cb + q;
-                *d += alpha * acc[q];
-            }
+            const float hv = h[n * R + r];
+            float *pr = P + r * C;
+            for (int64_t c = 0; c < C; c++) pr[c] += hv * xr[c];
         }
     }
 }
@@ -168,101 +163,100 @@ static LF_AVX512 void down_avx512(int64_t N, int64_t K, int64_t R, const float *
 }
 #undef LF_DOWN_STEP
 
+/* Two rows and 64 columns at a time: 8 independent accumulator chains (one
+ * per row and 16-column group), so the FMA latency is hidden (with one
+ * chain per row, 8 dependent FMAs per vector ran at half the FMA rate). */
 static LF_AVX512 void up_avx512(int64_t N, int64_t J, int64_t R, const float *h, const float *W, int64_t ldw,
-                                float *y, int64_t ldy) {
-    const int64_t J16 = J & ~(int64_t)15;
-    const __mmask16 mt = lf_mask(J - J16);
+                                float *y, int64_t ldy, int add) {
+    const int64_t J64 = J & ~(int64_t)63;
     for (int64_t n = 0; n < N; n += 2) {
         const int two = n + 1 < N;
         float *y0 = y + n * ldy, *y1 = y0 + (two ? ldy : 0);
         for (int64_t r0 = 0; r0 < R; r0 += 8) {
+            const int ld = add || r0 > 0; /* later rank groups add to the first's sums */
             __m512 b0[8], b1[8];
             for (int r = 0; r < 8; r++) {
                 b0[r] = _mm512_set1_ps(h[n * R + r0 + r]);
                 b1[r] = _mm512_set1_ps(h[(n + two) * R + r0 + r]);
             }
             const float *w0 = W + r0 * ldw;
-            for (int64_t j = 0; j < J16; j += 16) {
-                __m512 s0 = _mm512_loadu_ps(y0 + j), s1 = _mm512_loadu_ps(y1 + j);
-                for (int r = 0; r < 8; r++) {
-                    __m512 w = _mm512_loadu_ps(w0 + r * ldw + j);
-                    s0 = _mm512_fmadd_ps(b0[r], w, s0);
-                    s1 = _mm512_fmadd_ps(b1[r], w, s1);
+            for (int64_t j = 0; j < J64; j += 64) {
+                __m512 s0[4], s1[4];
+                for (int c = 0; c < 4; c++) {
+                    s0[c] = ld ? _mm512_loadu_ps(y0 + j + 16 * c) : _mm512_setzero_ps();
+                    s1[c] = ld ? _mm512_loadu_ps(y1 + j + 16 * c) : _mm512_setzero_ps();
                 }
+                for (int r = 0; r < 8; r++)
+                    for (int c = 0; c < 4; c++) {
+                        __m512 w = _mm512_loadu_ps(w0 + r * ldw + j + 16 * c);
+                        s0[c] = _mm512_fmadd_ps(b0[r], w, s0[c]);
+                        s1[c] = _mm512_fmadd_ps(b1[r], w, s1[c]);
+                    }
                 /* with one row left, y1 == y0: store row 0 last */
-                _mm512_storeu_ps(y1 + j, s1);
-                _mm512_storeu_ps(y0 + j, s0);
+                for (int c = 0; c < 4; c++) _mm512_storeu_ps(y1 + j + 16 * c, s1[c]);
+                for (int c = 0; c < 4; c++) _mm512_storeu_ps(y0 + j + 16 * c, s0[c]);
             }
-            if (J16 < J) {
-                __m512 s0 = _mm512_maskz_loadu_ps(mt, y0 + J16), s1 = _mm512_maskz_loadu_ps(mt, y1 + J16);
+            for (int64_t j = J64; j < J; j += 16) {
+                const __mmask16 m = lf_mask(J - j);
+                __m512 s0 = ld ? _mm512_maskz_loadu_ps(m, y0 + j) : _mm512_setzero_ps();
+                __m512 s1 = ld ? _mm512_maskz_loadu_ps(m, y1 + j) : _mm512_setzero_ps();
                 for (int r = 0; r < 8; r++) {
-                    __m512 w = _mm512_maskz_loadu_ps(mt, w0 + r * ldw + J16);
+                    __m512 w = _mm512_maskz_loadu_ps(m, w0 + r * ldw + j);
                     s0 = _mm512_fmadd_ps(b0[r], w, s0);
                     s1 = _mm512_fmadd_ps(b1[r], w, s1);
                 }
-                _mm512_mask_storeu_ps(y1 + J16, mt, s1);
-                _mm512_mask_storeu_ps(y0 + J16, mt, s0);
+                _mm512_mask_storeu_ps(y1 + j, m, s1);
+                _mm512_mask_storeu_ps(y0 + j, m, s0);
             }
         }
     }
 }
 
-/* Columns [c0, c1) (at most LF_COLS): rows in tiles of LF_TILE, each tile's
- * rows read once per 32-column group while they sit in L2 (sequential reads
- * of c1 - c0 floats per row, which the prefetchers follow); 8 ranks x 32
- * columns of accumulators in registers, carried over the tiles in t. */
-static LF_AVX512 void outer_avx512(int64_t c0, int64_t c1, int64_t N, int64_t R, const float *h, const float *X,
-                                   int64_t ldx, float alpha, float *D, int64_t ldd, int trans_d) {
-    float t[8][LF_COLS];
-    const int64_t nc = c1 - c0;
+/* P [R, C] += h^T X over M rows (a tile that sits in L2): 8 ranks x 32
+ * columns of accumulators in registers, loaded from and stored to P once
+ * per tile. */
+static LF_AVX512 void outer_avx512(int64_t M, int64_t C, int64_t R, const float *h, const float *X, int64_t ldx,
+                                   float *P) {
     for (int64_t r0 = 0; r0 < R; r0 += 8) {
-        memset(t, 0, sizeof t);
-        for (int64_t n0 = 0; n0 < N; n0 += LF_TILE) {
-            const int64_t n1 = n0 + LF_TILE < N ? n0 + LF_TILE : N;
-            for (int64_t cb = 0; cb < nc; cb += 32) {
-                const __mmask16 m0 = lf_mask(nc - cb), m1 = nc - cb > 16 ? lf_mask(nc - cb - 16) : (__mmask16)0;
-                __m512 a0[8], a1[8];
-                for (int r = 0; r < 8; r++) {
-                    a0[r] = _mm512_loadu_ps(t[r] + cb);
-                    a1[r] = _mm512_loadu_ps(t[r] + cb + 16);
-                }
-                const float *xc = X + c0 + cb, *hc = h + r0;
-                if (nc - cb >= 32) {
-                    for (int64_t n = n0; n < n1; n++) {
-                        const float *xr = xc + n * ldx, *hr = hc + n * R;
-                        __m512 v0 = _mm512_loadu_ps(xr), v1 = _mm512_loadu_ps(xr + 16);
-                        for (int r = 0; r < 8; r++) {
-                            __m512 hb = _mm512_set1_ps(hr[r]);
-                            a0[r] = _mm512_fmadd_ps(hb, v0, a0[r]);
-                            a1[r] = _mm512_fmadd_ps(hb, v1, a1[r]);
-                        }
-                    }
-                } else {
-                    for (int64_t n = n0; n < n1; n++) {
-                        const float *xr = xc + n * ldx, *hr = hc + n * R;
-                        __m512 v0 = _mm512_maskz_loadu_ps(m0, xr), v1 = _mm512_maskz_loadu_ps(m1, xr + 16);
-                        for (int r = 0; r < 8; r++) {
-                            __m512 hb = _mm512_set1_ps(hr[r]);
-                            a0[r] = _mm512_fmadd_ps(hb, v0, a0[r]);
-                            a1[r] = _mm512_fmadd_ps(hb, v1, a1[r]);
-                        }
-                    }
-                }
-                for (int r = 0; r < 8; r++) {
-                    _mm512_storeu_ps(t[r] + cb, a0[r]);
-                    _mm512_storeu_ps(t[r] + cb + 16, a1[r]);
-                }
-            }
-        }
-        if (!trans_d) {
+        for (int64_t cb = 0; cb < C; cb += 32) {
+            const __mmask16 m0 = lf_mask(C - cb), m1 = C - cb > 16 ? lf_mask(C - cb - 16) : (__mmask16)0;
+            const int full = C - cb >= 32;
+            float *pc = P + r0 * C + cb;
+            __m512 a0[8], a1[8];
             for (int r = 0; r < 8; r++) {
-                float *d = D + (r0 + r) * ldd + c0;
-                for (int64_t q = 0; q < nc; q++) d[q] += alpha * t[r][q];
+                a0[r] = _mm512_maskz_loadu_ps(m0, pc + r * C);
+                a1[r] = _mm512_maskz_loadu_ps(m1, pc + r * C + 16);
             }
-        } else {
-            for (int64_t q = 0; q < nc; q++) {
-                float *d = D + (c0 + q) * ldd + r0;
-                for (int r = 0; r < 8; r++) d[r] += alpha * t[r][q];
+            const float *xc = X + cb, *hc = h + r0;
+            if (full) {
+                for (int64_t n = 0; n < M; n++) {
+                    const float *xr = xc + n * ldx, *hr = hc + n * R;
+                    __m512 v0 = _mm512_loadu_ps(xr), v1 = _mm512_loadu_ps(xr + 16);
+                    for (int r = 0; r < 8; r++) {
+                        __m512 hb = _mm512_set1_ps(hr[r]);
+                        a0[r] = _mm512_fmadd_ps(hb, v0, a0[r]);
+                        a1[r] = _mm512_fmadd_ps(hb, v1, a1[r]);
+                    }
+                }
+            } else {
+                for (int64_t n = 0; n < M; n++) {
+                    const float *xr = xc + n * ldx, *hr = hc + n * R;
+                    __m512 v0 = _mm512_maskz_loadu_ps(m0, xr), v1 = _mm512_maskz_loadu_ps(m1, xr + 16);
+                    for (int r = 0; r < 8; r++) {
+                        __m512 hb = _mm512_set1_ps(hr[r]);
+                        a0[r] = _mm512_fmadd_ps(hb, v0, a0[r]);
+                        a1[r] = _mm512_fmadd_ps(hb, v1, a1[r]);
+                    }
+                }
+            }
+            for (int r = 0; r < 8; r++) {
+                if (full) {
+                    _mm512_storeu_ps(pc + r * C, a0[r]);
+                    _mm512_storeu_ps(pc + r * C + 16, a1[r]);
+                } else {
+                    _mm512_mask_storeu_ps(pc + r * C, m0, a0[r]);
+                    _mm512_mask_storeu_ps(pc + r * C + 16, m1, a1[r]);
+                }
             }
         }
     }
@@ -282,29 +276,28 @@ static void k_down(int avx, int64_t N, int64_t K, int64_t R, const float *x, int
 }
 
 static void k_up(int avx, int64_t N, int64_t J, int64_t R, const float *h, const float *W, int64_t ldw, float *y,
-                 int64_t ldy) {
+                 int64_t ldy, int add) {
 #if LF_X86
     if (avx) {
-        up_avx512(N, J, R, h, W, ldw, y, ldy);
+        up_avx512(N, J, R, h, W, ldw, y, ldy, add);
         return;
     }
 #endif
     (void)avx;
-    up_generic(N, J, R, h, W, ldw, y, ldy);
+    up_generic(N, J, R, h, W, ldw, y, ldy, add);
 }
 
-static void k_outer(int avx, int64_t c0, int64_t c1, int64_t N, int64_t R, const float *h, const float *X,
-                    int64_t ldx, float alpha, float *D, int64_t ldd, int trans_d) {
+static void k_outer(int avx, int64_t M, int64_t C, int64_t R, const float *h, const float *X, int64_t ldx,
+                    float *P) {
 #if LF_X86
     if (avx) {
-        outer_avx512(c0, c1, N, R, h, X, ldx, alpha, D, ldd, trans_d);
+        outer_avx512(M, C, R, h, X, ldx, P);
         return;
     }
 #endif
     (void)avx;
-    outer_generic(c0, c1, N, R, h, X, ldx, alpha, D, ldd, trans_d);
+    outer_generic(M, C, R, h, X, ldx, P);
 }
-
 
 /* ---- the op ------------------------------------------------------------------------ */
 
@@ -327,86 +320,140 @@ static void transpose_b(const float *B, int64_t O, int64_t R, float *Bt) {
         for (int64_t r = 0; r < R; r++) Bt[r * O + o] = B[o * R + r];
 }
 
-/* Destinations of one weight's gradient: the whole tensor, or each part of
- * the row partition intersected with rows [r0, r0+n). Returns the count
- * (0: no gradient wanted) or a negative status. */
-static int grad_dests(mtft_graph *g, mtft_tensor *w, int64_t Ntot, int64_t r0, int64_t n, float **dst, int64_t *p0,
-                      int64_t *p1, int cap) {
-    if (!mtft__needs_grad(w)) return 0;
-    if (!mtft__is_split(w)) {
-        float *d = mtft__grad(g, w);
-        if (!d) return 0;
-        dst[0] = d;
-        p0[0] = r0;
-        p1[0] = r0 + n;
-        return 1;
+/* Where rows [r0, r0+n) of an entry send their dA and dB: one segment
+ * (the whole gradients) when neither weight's group is split, else one per
+ * non-empty part of the row partition (the part's block for a split weight,
+ * the whole gradient otherwise). NULL destinations: no gradient wanted. */
+typedef struct lf_seg {
+    int64_t p0, p1;
+    float *dA, *dB;
+} lf_seg;
+
+static float *part_grad(mtft_graph *g, mtft_tensor *w, int k) {
+    if (!mtft__needs_grad(w)) return NULL;
+    return mtft__is_split(w) ? mtft__split_grad(g, w, k) : mtft__grad(g, w);
+}
+
+/* Returns the segment count or a negative status. */
+static int segments(mtft_graph *g, mtft_tensor *A, mtft_tensor *B, int64_t Ntot, int64_t r0, int64_t n, lf_seg *seg,
+                    int cap) {
+    if (!mtft__is_split(A) && !mtft__is_split(B)) {
+        seg[0].p0 = r0;
+        seg[0].p1 = r0 + n;
+        seg[0].dA = part_grad(g, A, 0);
+        seg[0].dB = part_grad(g, B, 0);
+        return g->status < 0 ? g->status : 1;
     }
+    mtft_tensor *w = mtft__is_split(A) ? A : B;
     int c = 0;
     for (int k = 0; k < g->n_parts || k == 0; k++) {
         int64_t a, b;
         int rc = mtft__part_rows(g, w, Ntot, k, &a, &b);
         if (rc < 0) return rc;
-        float *d = mtft__split_grad(g, w, k);
-        if (!d) return g->status < 0 ? g->status : MTFT_ENOMEM;
-        a = a > r0 ? a : r0;
-        b = b < r0 + n ? b : r0 + n;
-        if (b <= a) continue;
-        if (c == cap) return mtft__err(MTFT_ERANGE, "peft lora: more than %d parts", cap);
-        dst[c] = d;
-        p0[c] = a;
-        p1[c] = b;
-        c++;
+        lf_seg t = {a > r0 ? a : r0, b < r0 + n ? b : r0 + n, part_grad(g, A, k), part_grad(g, B, k)};
+        if (g->status < 0) return g->status;
+        if ((mtft__is_split(A) && !t.dA) || (mtft__is_split(B) && !t.dB)) return MTFT_ENOMEM;
+        if (t.p1 <= t.p0) continue;
+        if (c == cap) return mtft__err(MTFT_ERANGE, "peft lora_fused: more than %d parts", cap);
+        seg[c++] = t;
     }
     return c;
 }
 
+/* One pass over each entry's rows, in fixed chunks of LF_CHUNK rows (never
+ * across a part boundary), each chunk on one thread, tile by tile:
+ *   dh = s dy_tile B; dx_tile += dh A; PA_c += dh^T x_tile; PB_c += h^T dy_tile
+ * so dy and x are read once while they sit in L2. Then dA += sum_c PA_c and
+ * dB += s sum_c PB_c^T, chunks in order, parallel over columns: the same
+ * bits for any thread count. */
 static int lora_fused_backward(mtft_graph *g, mtft_node *nd) {
     lf_saved *s = nd->saved;
     mtft_tensor *x = nd->in[0], *y = nd->out;
     const float *dy = y->grad;
     const int64_t I = x->ne[x->ndim - 1], O = y->ne[y->ndim - 1], Ntot = mtft__rows(x);
-    float *dx = mtft__grad(g, x);
+    /* a fresh dx (no other consumer of x ran yet, the usual case: this node
+     * runs before the base projection's backward) is stored, not zeroed
+     * and added to: entry 0 stores its rows, the rows it does not cover are
+     * zeroed here, later entries add */
+    int fresh = 0;
+    float *dx = mtft__grad_w(g, x, &fresh);
     if (g->status < 0) return g->status;
+    if (fresh) {
+        const lf_entry *e0 = &s->e[0];
+        memset(dx, 0, (size_t)(e0->r0 * I) * sizeof(float));
+        memset(dx + (e0->r0 + e0->n) * I, 0, (size_t)((Ntot - e0->r0 - e0->n) * I) * sizeof(float));
+    }
     for (int ei = 0; ei < s->n; ei++) {
+        const int store = fresh && ei == 0;
         const lf_entry *e = &s->e[ei];
         const int64_t R = e->A->ne[0], r0 = e->r0, N = e->n;
         const int avx = lf_use_avx512(R);
-        const float *A = e->A->data, *Bt = e->Bt, *h = e->h, *dye = dy + r0 * O;
+        const float *A = e->A->data, *Bt = e->Bt, *h = e->h;
         const float sc = e->scale;
         enum { CAP = 64 };
-        float *dA[CAP], *dB[CAP];
-        int64_t a0[CAP], a1[CAP], b0[CAP], b1[CAP];
-        int na = grad_dests(g, e->A, Ntot, r0, N, dA, a0, a1, CAP);
-        if (na < 0) return na;
-        int nb = grad_dests(g, e->B, Ntot, r0, N, dB, b0, b1, CAP);
-        if (nb < 0) return nb;
-        float *dxe = dx ? dx + r0 * I : NULL, *dh = NULL;
-        if (dxe || na > 0) {
-            /* dh = s dy B (rows), then dx += dh A on the same rows */
-            dh = mtft__scratch(g, (size_t)(N * R) * sizeof(float));
-            if (!dh) return MTFT_ENOMEM;
-            const int64_t nrb = (N + LF_ROWS - 1) / LF_ROWS;
+        lf_seg seg[CAP];
+        int ns = segments(g, e->A, e->B, Ntot, r0, N, seg, CAP);
+        if (ns < 0) return ns;
+        int needA = 0, needB = 0;
+        int64_t nch = 0;
+        for (int k = 0; k < ns; k++) {
+            needA |= seg[k].dA != NULL;
+            needB |= seg[k].dB != NULL;
+            nch += (seg[k].p1 - seg[k].p0 + LF_CHUNK - 1) / LF_CHUNK;
+        }
+        if (!dx && !needA && !needB) continue;
+        /* chunk c: rows [c0[c], c1[c]), segment cs[c]; partials PA [R, I], PB [R, O] */
+        int64_t *c0 = mtft__scratch(g, (size_t)nch * 2 * sizeof(int64_t));
+        int *cs = mtft__scratch(g, (size_t)nch * sizeof(int));
+        const int64_t psz = R * (I + O);
+        float *part = (needA || needB) ? mtft__scratch(g, (size_t)(nch * psz) * sizeof(float)) : NULL;
+        float *dh = (dx || needA) ? mtft__scratch(g, (size_t)(N * R) * sizeof(float)) : NULL;
+        if (!c0 || !cs || ((needA || needB) && !part) || ((dx || needA) && !dh)) return MTFT_ENOMEM;
+        int64_t *c1 = c0 + nch;
+        for (int k = 0, c = 0; k < ns; k++)
+            for (int64_t a = seg[k].p0; a < seg[k].p1; a += LF_CHUNK, c++) {
+                c0[c] = a;
+                c1[c] = a + LF_CHUNK < seg[k].p1 ? a + LF_CHUNK : seg[k].p1;
+                cs[c] = k;
+            }
 #pragma omp parallel for schedule(static) if (N * (I + O) * R > 131072)
-            for (int64_t rb = 0; rb < nrb; rb++) {
-                int64_t a = rb * LF_ROWS, m = N - a < LF_ROWS ? N - a : LF_ROWS;
-                k_down(avx, m, O, R, dye + a * O, O, Bt, O, sc, dh + a * R);
-                if (dxe) k_up(avx, m, I, R, dh + a * R, A, I, dxe + a * I, I);
+        for (int64_t c = 0; c < nch; c++) {
+            float *PA = part ? part + c * psz : NULL, *PB = part ? PA + R * I : NULL;
+            if (part) memset(PA, 0, (size_t)psz * sizeof(float));
+            for (int64_t a = c0[c]; a < c1[c]; a += LF_ROWS) {
+                const int64_t m = c1[c] - a < LF_ROWS ? c1[c] - a : LF_ROWS;
+                float *dht = dh ? dh + (a - r0) * R : NULL;
+                if (dht) k_down(avx, m, O, R, dy + a * O, O, Bt, O, sc, dht);
+                if (dx) k_up(avx, m, I, R, dht, A, I, dx + a * I, I, !store);
+                if (needA) k_outer(avx, m, I, R, dht, x->data + a * I, I, PA);
+                if (needB) k_outer(avx, m, O, R, h + (a - r0) * R, dy + a * O, O, PB);
             }
         }
-        /* dA += dh^T x and dB += s dy^T h, over column blocks (per part) */
-        const int64_t nca = na ? (I + LF_COLS - 1) / LF_COLS : 0, ncb = nb ? (O + LF_COLS - 1) / LF_COLS : 0;
-#pragma omp parallel for schedule(static) if (N * (I + O) * R > 131072)
-        for (int64_t cb = 0; cb < nca + ncb; cb++) {
-            if (cb < nca) {
-                int64_t c0 = cb * LF_COLS, c1 = c0 + LF_COLS < I ? c0 + LF_COLS : I;
-                for (int k = 0; k < na; k++)
-                    k_outer(avx, c0, c1, a1[k] - a0[k], R, dh + (a0[k] - r0) * R, x->data + a0[k] * I, I, 1.0f,
-                            dA[k], I, 0);
-            } else {
-                int64_t c0 = (cb - nca) * LF_COLS, c1 = c0 + LF_COLS < O ? c0 + LF_COLS : O;
-                for (int k = 0; k < nb; k++)
-                    k_outer(avx, c0, c1, b1[k] - b0[k], R, h + (b0[k] - r0) * R, dy + b0[k] * O, O, sc, dB[k], R,
-                            1);
+        if (!part) continue;
+        /* reduction: column blocks of dA (I) then of dB (O) */
+        const int64_t nba = needA ? (I + LF_COLS - 1) / LF_COLS : 0, nbb = needB ? (O + LF_COLS - 1) / LF_COLS : 0;
+#pragma omp parallel for schedule(static) if (nch * psz > 65536)
+        for (int64_t b = 0; b < nba + nbb; b++) {
+            const int isA = b < nba;
+            const int64_t C = isA ? I : O, q0 = (isA ? b : b - nba) * LF_COLS;
+            const int64_t q1 = q0 + LF_COLS < C ? q0 + LF_COLS : C;
+            float acc[LF_COLS];
+            for (int64_t r = 0; r < R; r++) {
+                /* chunks of one segment are consecutive: sum them, then add */
+                for (int64_t c = 0; c < nch;) {
+                    const int k = cs[c];
+                    float *dst = isA ? seg[k].dA : seg[k].dB;
+                    for (int64_t q = q0; q < q1; q++) acc[q - q0] = 0.0f;
+                    for (; c < nch && cs[c] == k; c++) {
+                        const float *pc = part + c * psz + (isA ? r * I : R * I + r * O);
+                        for (int64_t q = q0; q < q1; q++) acc[q - q0] += pc[q];
+                    }
+                    if (!dst) continue;
+                    if (isA)
+                        for (int64_t q = q0; q < q1; q++) dst[r * I + q] += acc[q - q0];
+                    else
+                        for (int64_t q = q0; q < q1; q++) dst[q * R + r] += sc * acc[q - q0];
+                }
             }
         }
     }
@@ -472,7 +519,7 @@ mtft_tensor *mtft_peft__lora_fused(mtft_graph *g, mtft_tensor *x, mtft_tensor *y
         for (int64_t rb = 0; rb < nrb; rb++) {
             int64_t a = rb * LF_ROWS, m = N - a < LF_ROWS ? N - a : LF_ROWS;
             k_down(avx, m, I, R, xe + a * I, I, Ad, I, 1.0f, h + a * R);
-            k_up(avx, m, O, R, h + a * R, Bs, O, ye + a * O, O);
+            k_up(avx, m, O, R, h + a * R, Bs, O, ye + a * O, O, 1);
         }
     }
     if (!rec) return y;
