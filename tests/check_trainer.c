@@ -287,6 +287,45 @@ START_TEST(test_trainer_learns_and_logs) {
 }
 END_TEST
 
+/* Inputs longer than max_len are cut for prediction as training cuts them:
+ * the first max_len tokens, or the last with truncation left; per-token
+ * outputs stay at their positions, cut-off ones are ignored. */
+START_TEST(test_trainer_predict_truncation) {
+    for (int left = 0; left < 2; left++) {
+        fx f;
+        fx_init(&f, 3);
+        mtft_trainer_options o = base_opts();
+        o.max_len = 8;
+        o.truncation = left ? MTFT_TRUNCATE_LEFT : MTFT_TRUNCATE_RIGHT;
+        mtft_trainer *tr = NULL;
+        ck_assert_int_eq(mtft_trainer_new(&tr, f.m, &o), MTFT_OK);
+        for (int k = 0; k < 3; k++) ck_assert_int_eq(mtft_trainer_add_task(tr, f.tasks[k], NULL), k);
+        int32_t ids[12], full[12], cut[8];
+        float vfull[12 * 2], vcut[8 * 2];
+        for (int i = 0; i < 12; i++) ids[i] = 5 + 7 * i % 40;
+        const int off = left ? 4 : 0;
+        ck_assert_int_eq(mtft_trainer_predict(tr, 2, ids, 12, full, vfull), MTFT_OK);
+        ck_assert_int_eq(mtft_trainer_predict(tr, 2, ids + off, 8, cut, vcut), MTFT_OK);
+        for (int t = 0; t < 12; t++) {
+            if (t < off || t >= off + 8) {
+                ck_assert_int_eq(full[t], MTFT_HEAD_IGNORE_INDEX);
+                ck_assert(isnan(vfull[2 * t]));
+            } else {
+                ck_assert_int_eq(full[t], cut[t - off]);
+                ck_assert(memcmp(&vfull[2 * t], &vcut[2 * (t - off)], 2 * sizeof(float)) == 0);
+            }
+        }
+        /* a sequence head reads the kept window too */
+        int32_t c1 = -1, c2 = -1;
+        ck_assert_int_eq(mtft_trainer_predict(tr, 0, ids, 12, &c1, NULL), MTFT_OK);
+        ck_assert_int_eq(mtft_trainer_predict(tr, 0, ids + off, 8, &c2, NULL), MTFT_OK);
+        ck_assert_int_eq(c1, c2);
+        mtft_trainer_free(tr);
+        fx_free(&f);
+    }
+}
+END_TEST
+
 START_TEST(test_trainer_callback_stops) {
     fx f;
     fx_init(&f, 2);
@@ -1028,6 +1067,7 @@ static Suite *mtft_test_trainer_suite(void) {
     tcase_add_test(tc, test_trainer_optimizer_options_train);
     tcase_add_test(tc, test_trainer_grad_accum_equals_big_batch);
     tcase_add_test(tc, test_trainer_task_sam);
+    tcase_add_test(tc, test_trainer_predict_truncation);
     tcase_add_test(tc, test_trainer_task_sam_gradient_level);
     tcase_add_test(tc, test_trainer_sam_update_and_restore);
     tcase_add_test(tc, test_trainer_sgd_resume_bit_exact);

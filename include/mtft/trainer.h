@@ -245,8 +245,10 @@ MTFT_API int mtft_trainer_eval_score(const mtft_trainer *tr, mtft_split split, d
 /* Predict for one example of `task` given its token ids (tokenized as the
  * task's data is: template applied; tagging: word i > 0 preceded by a space),
  * with the task's LoRA and head, as mtft_head_predict describes. Inputs
- * longer than max_len are cut to max_len (per-token outputs past it are
- * MTFT_HEAD_IGNORE_INDEX). Room needed: out_ids n_ids ints (1 for
+ * longer than max_len are cut as training cuts them: the first max_len
+ * tokens, or the last ones with truncation left; per-token outputs stay
+ * indexed by position in ids, and cut-off positions get
+ * MTFT_HEAD_IGNORE_INDEX (and NaN values). Room needed: out_ids n_ids ints (1 for
  * classification), out_values n_labels floats (sequence heads) or n_ids *
  * n_labels (tagging). Either output may be NULL. */
 MTFT_API int mtft_trainer_predict(mtft_trainer *tr, int task, const int32_t *ids, int n_ids, int32_t *out_ids,

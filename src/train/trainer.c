@@ -1630,23 +1630,38 @@ int mtft_trainer_predict(mtft_trainer *tr, int task, const int32_t *ids, int n_i
     if (n_ids < 1) return mtft__err(MTFT_EINVAL, "trainer: predict for task '%s' got no tokens", tr->names[task]);
     int rc = mtft_trainer__prepare(tr);
     if (rc < 0) return rc;
+    /* cut as training cuts (mtft_batch_collate): the first max_len tokens,
+     * or the last ones with truncation left */
     const int T = n_ids < tr->o.max_len ? n_ids : tr->o.max_len;
+    const int off = tr->o.truncation == MTFT_TRUNCATE_LEFT ? n_ids - T : 0;
     const int32_t vl = T;
     mtft_graph *g = tr->g;
     mtft_graph_reset(g);
     mtft_graph_set_grad_enabled(g, 0);
     mtft_graph_set_training(g, 0);
     if (tr->peft && (rc = mtft_peft_set_task(tr->peft, g, task, 1)) < 0) goto done;
-    mtft_tensor *hid = mtft_model_hidden(tr->m, g, ids, 1, T, &vl);
+    mtft_tensor *hid = mtft_model_hidden(tr->m, g, ids + off, 1, T, &vl);
     if (!hid) {
         rc = mtft_graph_status(g) < 0 ? mtft_graph_status(g) : MTFT_ERROR;
         goto done;
     }
     rc = mtft_head_predict(tr->heads[task], g, tr->m, hid, &vl, out_ids, out_values);
-    if (rc >= 0 && out_ids && T < n_ids &&
-        (tr->heads[task] && (mtft_head_get_options(tr->heads[task])->kind == MTFT_HEAD_TOKEN_CLASSIFICATION ||
-                             mtft_head_get_options(tr->heads[task])->kind == MTFT_HEAD_LM)))
-        for (int t = T; t < n_ids; t++) out_ids[t] = MTFT_HEAD_IGNORE_INDEX; /* past max_len: no prediction */
+    const mtft_head_kind kind = mtft_head_get_options(tr->heads[task])->kind;
+    if (rc >= 0 && T < n_ids && (kind == MTFT_HEAD_TOKEN_CLASSIFICATION || kind == MTFT_HEAD_LM)) {
+        /* per-token outputs by position in ids; cut-off tokens get no prediction */
+        if (out_ids) {
+            memmove(out_ids + off, out_ids, (size_t)T * sizeof *out_ids);
+            for (int t = 0; t < n_ids; t++)
+                if (t < off || t >= off + T) out_ids[t] = MTFT_HEAD_IGNORE_INDEX;
+        }
+        if (out_values && kind == MTFT_HEAD_TOKEN_CLASSIFICATION) {
+            const size_t L = (size_t)mtft_head_output_dim(tr->heads[task], tr->m);
+            memmove(out_values + (size_t)off * L, out_values, (size_t)T * L * sizeof *out_values);
+            for (int t = 0; t < n_ids; t++)
+                if (t < off || t >= off + T)
+                    for (size_t l = 0; l < L; l++) out_values[(size_t)t * L + l] = NAN;
+        }
+    }
 done:
     mtft_graph_reset(g);
     mtft_graph_set_grad_enabled(g, 1);
