@@ -862,6 +862,11 @@ START_TEST(test_peft_scalearn) {
 }
 END_TEST
 
+static mtft_tensor *fn_poly_mix(mtft_graph *g, mtft_tensor **in, void *ctx) {
+    mtft_graph_set_training(g, *(int *)ctx);
+    return mtft_peft__poly_mix(g, in[0], 1, in[1], MTFT_POLY_SIGMOID);
+}
+
 START_TEST(test_peft_poly_mix_op) {
     /* the mixing op alone, through mtft_gradcheck on its skills input */
     mtft_param_group *pg = NULL;
@@ -874,22 +879,45 @@ START_TEST(test_peft_poly_mix_op) {
     int64_t ss[3] = {2, 3, 5};
     float sk[30];
     mtft_test_fill(sk, 30, 4, -1.0f, 1.0f);
-    mtft_tensor *skt = mtft_from_data(g, 3, ss, sk);
-    mtft_tensor *o = mtft_peft__poly_mix(g, lg, 1, skt, MTFT_POLY_SIGMOID);
-    ck_assert_ptr_nonnull(o);
-    /* out[s] = sum_q w[s,q] skills[s,q] with w = sigmoid / sum */
-    for (int s = 0; s < 2; s++) {
-        double a[3], z = 1e-12;
-        for (int q = 0; q < 3; q++) {
-            a[q] = 1.0 / (1.0 + exp(-(double)mtft_tensor_data(lg)[6 + s * 3 + q]));
-            z += a[q];
+    /* out[s] = sum_q w[s,q] skills[s,q] with w = a / (sum a + 1e-12): in
+     * eval mode a = sigmoid(l) (PEFT's router in eval), while training
+     * a = sigmoid(l + log u - log(1 - u)), a relaxed Bernoulli sample
+     * (PEFT's router in training), u from the graph's stream of that call */
+    for (int training = 0; training < 2; training++) {
+        mtft_graph_reset(g);
+        mtft_graph_set_training(g, training);
+        const uint64_t stream = mtft__graph_stream(g); /* the stream the op's call will get after a reset */
+        mtft_graph_reset(g);
+        mtft_tensor *skt = mtft_from_data(g, 3, ss, sk);
+        mtft_tensor *o = mtft_peft__poly_mix(g, lg, 1, skt, MTFT_POLY_SIGMOID);
+        ck_assert_ptr_nonnull(o);
+        for (int s = 0; s < 2; s++) {
+            double a[3], z = 1e-12;
+            for (int q = 0; q < 3; q++) {
+                double noise = 0.0;
+                if (training) {
+                    double u = mtft_rng_hash_uniform(stream, (uint64_t)(s * 3 + q));
+                    u = u < 1.1920929e-7 ? 1.1920929e-7 : u > 1.0 - 1.1920929e-7 ? 1.0 - 1.1920929e-7 : u;
+                    noise = log(u) - log(1.0 - u);
+                }
+                a[q] = 1.0 / (1.0 + exp(-((double)mtft_tensor_data(lg)[6 + s * 3 + q] + noise)));
+                z += a[q];
+            }
+            for (int i = 0; i < 5; i++) {
+                double e = 0.0;
+                for (int q = 0; q < 3; q++) e += a[q] / z * sk[(s * 3 + q) * 5 + i];
+                ck_assert_double_eq_tol(mtft_tensor_data(o)[s * 5 + i], e, 1e-6);
+            }
         }
-        for (int i = 0; i < 5; i++) {
-            double e = 0.0;
-            for (int q = 0; q < 3; q++) e += a[q] / z * sk[(s * 3 + q) * 5 + i];
-            ck_assert_double_eq_tol(mtft_tensor_data(o)[s * 5 + i], e, 1e-6);
-        }
+        /* the gradients of logits and skills through the sampled routing */
+        int64_t sl2[2] = {2, 6};
+        float lgd[12];
+        memcpy(lgd, mtft_tensor_data(lg), sizeof lgd);
+        mtft_gradcheck_input in[2] = {{2, {sl2[0], sl2[1]}, lgd, 1}, {3, {ss[0], ss[1], ss[2]}, sk, 1}};
+        mtft_gradcheck(training ? "poly_mix (training)" : "poly_mix (eval)", fn_poly_mix, &training, in, 2, 1e-2f,
+                       3e-4f, 3e-3f, 0);
     }
+    mtft_tensor *skt = mtft_from_data(g, 3, ss, sk);
     ck_assert_ptr_null(mtft_peft__poly_mix(g, lg, 2, skt, MTFT_POLY_SIGMOID));
     ck_assert_int_eq(mtft_error_last()->code, MTFT_ESHAPE);
     mtft_graph_free(g);

@@ -1,10 +1,12 @@
 /* PEFT ops with hand-written backward: combining per-task row ranges into a
  * projection output, and Poly's skill mixing. Both accumulate (+=) into
  * their inputs' gradients like every op in src/tensor/ops. */
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
 #include "../tensor/blas.h"
+#include "mtft/rng.h"
 #include "peft_impl.h"
 
 /* ---- rows_combine -------------------------------------------------------------- */
@@ -110,10 +112,24 @@ mtft_tensor *mtft_peft__rows_combine(mtft_graph *g, mtft_tensor *y, int n, mtft_
 
 /* ---- poly_mix -------------------------------------------------------------------- */
 
-/* Routing weights w [S, Q] of logits row l (S*Q floats). */
-static void poly_weights(const float *l, int64_t S, int64_t Q, int routing, float *w) {
+/* Logistic noise log u - log(1 - u), u uniform clamped to [eps, 1 - eps]
+ * as torch's clamp_probs: a relaxed Bernoulli sample at temperature 1 is
+ * sigmoid(logit + noise) (torch.distributions.RelaxedBernoulli.rsample). */
+static void logistic_noise(uint64_t stream, int64_t n, float *out) {
+    for (int64_t i = 0; i < n; i++) {
+        double u = mtft_rng_hash_uniform(stream, (uint64_t)i);
+        if (u < FLT_EPSILON) u = FLT_EPSILON;
+        if (u > 1.0 - FLT_EPSILON) u = 1.0 - FLT_EPSILON;
+        out[i] = (float)(log(u) - log1p(-u));
+    }
+}
+
+/* Routing weights w [S, Q] of logits row l (S*Q floats); noise (S*Q, or
+ * NULL) is added to the logits of sigmoid routing. */
+static void poly_weights(const float *l, const float *noise, int64_t S, int64_t Q, int routing, float *w) {
     for (int64_t s = 0; s < S; s++) {
         const float *ls = l + s * Q;
+        const float *ns = noise ? noise + s * Q : NULL;
         float *ws = w + s * Q;
         if (routing == MTFT_POLY_SOFTMAX) {
             float mx = ls[0];
@@ -124,7 +140,7 @@ static void poly_weights(const float *l, int64_t S, int64_t Q, int routing, floa
         } else {
             double z = 1e-12; /* PEFT's EPS */
             for (int64_t q = 0; q < Q; q++) {
-                ws[q] = (float)(1.0 / (1.0 + exp(-(double)ls[q])));
+                ws[q] = (float)(1.0 / (1.0 + exp(-((double)ls[q] + (ns ? (double)ns[q] : 0.0)))));
                 z += ws[q];
             }
             for (int64_t q = 0; q < Q; q++) ws[q] = (float)(ws[q] / z);
@@ -138,6 +154,7 @@ static int poly_mix_backward(mtft_graph *g, mtft_node *nd) {
     int64_t S = skills->ne[0], Q = skills->ne[1], D = skills->ne[2];
     const float *dout = nd->out->grad;
     const float *w = nd->saved;
+    const float *noise = nd->i[2] ? w + S * Q : NULL; /* training-time routing: saved after w */
     float *dsk = mtft__grad(g, skills), *dl = mtft__grad(g, logits);
     if (dsk)
         for (int64_t s = 0; s < S; s++)
@@ -180,7 +197,8 @@ static int poly_mix_backward(mtft_graph *g, mtft_node *nd) {
                     if (!ap) return MTFT_ENOMEM;
                 }
                 for (int64_t q = 0; q < Q; q++) {
-                    ap[q] = 1.0 / (1.0 + exp(-(double)l[s * Q + q]));
+                    const double zq = (double)l[s * Q + q] + (noise ? (double)noise[s * Q + q] : 0.0);
+                    ap[q] = 1.0 / (1.0 + exp(-zq));
                     z += ap[q];
                 }
                 for (int64_t q = 0; q < Q; q++) dot += dwp[q] * ap[q];
@@ -206,11 +224,16 @@ mtft_tensor *mtft_peft__poly_mix(mtft_graph *g, mtft_tensor *logits, int task, m
         return mtft__op_fail(g, MTFT_ESHAPE, "peft poly_mix: logits %s (task %d) and skills %s do not fit "
                              "([K, S*Q] and [S, Q, D], contiguous)", sl, task, ss);
     int64_t S = skills->ne[0], Q = skills->ne[1], D = skills->ne[2];
-    float *w = mtft__scratch(g, (size_t)(S * Q) * sizeof(float));
+    /* PEFT's router samples a relaxed Bernoulli while training (sigmoid
+     * routing): one sample per call, i.e. per task and forward */
+    const int sample = g->training && routing == MTFT_POLY_SIGMOID;
+    float *w = mtft__scratch(g, (size_t)(S * Q) * (sample ? 2 : 1) * sizeof(float));
     int64_t shp[2] = {S, D};
     mtft_tensor *out = mtft__zeros(g, 2, shp);
     if (!w || !out) return NULL;
-    poly_weights(logits->data + (int64_t)task * S * Q, S, Q, (int)routing, w);
+    float *noise = sample ? w + S * Q : NULL;
+    if (noise) logistic_noise(mtft__graph_stream(g), S * Q, noise);
+    poly_weights(logits->data + (int64_t)task * S * Q, noise, S, Q, (int)routing, w);
     for (int64_t s = 0; s < S; s++)
         for (int64_t q = 0; q < Q; q++) {
             float ww = w[s * Q + q];
@@ -223,6 +246,7 @@ mtft_tensor *mtft_peft__poly_mix(mtft_graph *g, mtft_tensor *logits, int task, m
         nd->saved = w;
         nd->i[0] = task;
         nd->i[1] = routing;
+        nd->i[2] = sample;
     }
     return out;
 }

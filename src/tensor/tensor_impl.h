@@ -70,7 +70,7 @@ struct mtft_graph {
     int grad_enabled;
     int training;
     uint64_t seed;
-    uint64_t dropout_calls; /* per-reset counter: each dropout call gets its own stream */
+    uint64_t dropout_calls; /* per-reset counter: each random op call gets its own stream */
     /* Row partition (mtft_graph_set_row_partition): n_parts ranges of units,
      * part_off[n_parts+1] in arena memory (cleared by reset). */
     int n_parts;
@@ -159,5 +159,11 @@ int mtft__n_workers(void);
 
 /* "[2, 3, 4]" into buf. */
 const char *mtft__shape_str(const mtft_tensor *t, char *buf, size_t n);
+
+/* A fresh random stream of the graph for one op call: a pure function of
+ * (graph seed, calls since the last reset), so a step repeats its random
+ * numbers on any thread count. Draw with mtft_rng_hash_uniform(stream, i).
+ * Dropout and Poly's training-time routing use it (src/tensor/ops/dropout.c). */
+uint64_t mtft__graph_stream(mtft_graph *g);
 
 #endif

@@ -18,6 +18,8 @@ static uint64_t mix64(uint64_t z) {
     return z ^ (z >> 31);
 }
 
+uint64_t mtft__graph_stream(mtft_graph *g) { return g->seed ^ mix64(++g->dropout_calls); }
+
 /* keep_i = [mtft_rng_hash_uniform(stream, i) >= p], inlined: that function
  * returns (splitmix64(stream ^ i * C) >> 40) * 2^-24 exactly, so the test is
  * the integer (h >> 40) >= thr with thr = ceil(p * 2^24). The tests check
@@ -67,7 +69,7 @@ mtft_tensor *mtft_dropout(mtft_graph *g, mtft_tensor *x, float p) {
         x = mtft_contiguous(g, x);
         if (!x) return NULL;
     }
-    const uint64_t stream = g->seed ^ mix64(++g->dropout_calls);
+    const uint64_t stream = mtft__graph_stream(g);
     const float scale = 1.0f / (1.0f - p);
     mtft_tensor *y = mtft__new(g, x->ndim, x->ne);
     if (!y) return NULL;
