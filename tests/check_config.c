@@ -47,6 +47,7 @@ START_TEST(test_config_fill) {
                        "    template: \"Review: {sentence}\\nSentiment:\"\n"
                        "    labels: [neg, pos]\n"
                        "    metrics: [accuracy, mcc]\n"
+                       "    select_metric: mcc\n"
                        "    on_bad_example: skip\n"
                        "  - name: gen\n"
                        "    type: generation\n"
@@ -74,6 +75,7 @@ START_TEST(test_config_fill) {
     ck_assert_str_eq(a->labels[1], "pos");
     ck_assert_int_eq(a->n_metrics, 2);
     ck_assert_str_eq(a->metrics[1], "mcc");
+    ck_assert_str_eq(a->select_metric, "mcc");
     ck_assert_int_eq(a->on_bad_example, MTFT_ON_BAD_SKIP);
     ck_assert_int_eq(b->type, MTFT_TASK_GENERATION);
     ck_assert_int_eq(b->format, MTFT_FORMAT_TSV);
@@ -82,6 +84,7 @@ START_TEST(test_config_fill) {
     ck_assert_uint_eq(b->split_seed, 9);
     ck_assert_int_eq(b->n_labels, 0);
     ck_assert_int_eq(b->on_bad_example, MTFT_ON_BAD_ERROR);
+    ck_assert_ptr_null(b->select_metric); /* the type default */
     const mtft_data_options *d = mtft_config_data(cfg);
     ck_assert_str_eq(d->cache_dir, "/base/cache");
     ck_assert_ptr_null(d->eos_token);
@@ -172,7 +175,12 @@ START_TEST(test_config_errors) {
     /* cross-key checks, located: metrics for the type, unique names, mtft_task_new's checks */
     expect_err("tasks:\n  - name: a\n    files: {train: a.jsonl}\n    metrics: [accuracy, rmse]\n", MTFT_ENOTFOUND,
                "run.yaml:4:25: tasks[0].metrics[1]: 'rmse' is not a classification metric",
-               "(expected one of: accuracy, f1_macro, f1_micro, mcc)");
+               "(expected one of: accuracy, macro_f1, mcc)");
+    expect_err("tasks:\n  - name: a\n    type: regression\n    files: {train: a.jsonl}\n    select_metric: r2\n",
+               MTFT_ENOTFOUND, "run.yaml:5:20: tasks[0].select_metric: 'r2' is not a regression metric",
+               "(expected one of: pearson, spearman, rmse, mae)");
+    expect_err("tasks:\n  - name: a\n    files: {train: a.jsonl}\n    metrics: [accuracy, f1_micro]\n", MTFT_ENOTFOUND,
+               "run.yaml:4:25: tasks[0].metrics[1]: 'f1_micro' is not a classification metric", NULL);
     expect_err("tasks:\n  - name: a\n    files: {train: a.jsonl}\n  - name: a\n    files: {train: b.jsonl}\n",
                MTFT_EINVAL, "run.yaml:4:11: tasks[1].name: task name 'a' is already used by tasks[0]", NULL);
     expect_err("tasks:\n  - name: a\n    files: {train: a.jsonl, dev: d.jsonl}\n    split: {dev_fraction: 0.2}\n",

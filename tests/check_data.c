@@ -158,7 +158,8 @@ START_TEST(test_data_jsonl_classification) {
     ck_assert_str_eq(mtft_task_label(t, 1), "female");
     ck_assert_int_eq(mtft_task_label_id(t, "female"), 1);
     ck_assert_int_eq(mtft_task_n_metrics(t), 2);
-    ck_assert_str_eq(mtft_task_metric(t, 1), "f1_macro");
+    ck_assert_str_eq(mtft_task_metric(t, 1), "macro_f1"); /* the alias f1_macro, stored canonical */
+    ck_assert_ptr_null(mtft_task_select_metric(t));         /* the type default */
     mtft_example ex;
     ck_assert_int_eq(mtft_task_example(t, MTFT_SPLIT_TRAIN, 0, &ex), MTFT_OK);
     assert_ids(ex.ids, ex.n_ids, "Moses");
@@ -558,7 +559,19 @@ START_TEST(test_data_options_errors) {
     const char *m[] = {"accuracy", "rmse"};
     o.metrics = m;
     o.n_metrics = 2;
-    ASSERT_ERR(mtft_task_new(&t, &o), MTFT_ENOTFOUND, "metrics[1] 'rmse'", "accuracy, f1_macro");
+    ASSERT_ERR(mtft_task_new(&t, &o), MTFT_ENOTFOUND, "metrics[1] 'rmse'", "(expected one of: accuracy, macro_f1, mcc)");
+    /* names the trainer never computes for the type are errors, not silent */
+    const char *m2[] = {"f1_micro"};
+    o.metrics = m2;
+    o.n_metrics = 1;
+    ASSERT_ERR(mtft_task_new(&t, &o), MTFT_ENOTFOUND, "metrics[0] 'f1_micro' is not a classification metric",
+               "accuracy, macro_f1, mcc");
+    o.metrics = m;
+    o.select_metric = "r2";
+    o.n_metrics = 1;
+    ASSERT_ERR(mtft_task_new(&t, &o), MTFT_ENOTFOUND, "task 't': select_metric 'r2' is not a classification metric",
+               "accuracy, macro_f1, mcc");
+    o.select_metric = NULL;
     o.n_metrics = 1;
     o.dev_fraction = 1.5;
     ASSERT_ERR(mtft_task_new(&t, &o), MTFT_ERANGE, "dev_fraction 1.5");
@@ -588,6 +601,68 @@ START_TEST(test_data_options_errors) {
     ck_assert_ptr_null(t);
     ck_assert_int_eq(mtft_task_metric_valid(MTFT_TASK_REGRESSION, "rmse"), 1);
     ck_assert_int_eq(mtft_task_metric_valid(MTFT_TASK_REGRESSION, "accuracy"), 0);
+}
+END_TEST
+
+/* One metric vocabulary: canonical names per type, aliases, select_metric. */
+START_TEST(test_data_metric_names) {
+    /* the table, in order */
+    ck_assert_str_eq(mtft_task_type_metric(MTFT_TASK_CLASSIFICATION, 0), "accuracy");
+    ck_assert_str_eq(mtft_task_type_metric(MTFT_TASK_CLASSIFICATION, 2), "mcc");
+    ck_assert_ptr_null(mtft_task_type_metric(MTFT_TASK_CLASSIFICATION, 3));
+    ck_assert_ptr_null(mtft_task_type_metric(MTFT_TASK_CLASSIFICATION, -1));
+    ck_assert_ptr_null(mtft_task_type_metric((mtft_task_type)99, 0));
+    ck_assert_str_eq(mtft_task_type_metric(MTFT_TASK_TAGGING, 3), "span_f1");
+    ck_assert_str_eq(mtft_task_type_metric(MTFT_TASK_GENERATION, 4), "chrf");
+    /* aliases with an exact equivalent */
+    ck_assert_str_eq(mtft_task_metric_canonical(MTFT_TASK_CLASSIFICATION, "f1_macro"), "macro_f1");
+    ck_assert_str_eq(mtft_task_metric_canonical(MTFT_TASK_MULTILABEL, "f1_macro"), "macro_f1");
+    ck_assert_str_eq(mtft_task_metric_canonical(MTFT_TASK_TAGGING, "f1_macro"), "tag_macro_f1");
+    ck_assert_str_eq(mtft_task_metric_canonical(MTFT_TASK_TAGGING, "f1_micro"), "tag_micro_f1");
+    ck_assert_str_eq(mtft_task_metric_canonical(MTFT_TASK_GENERATION, "loss"), "nll");
+    ck_assert_str_eq(mtft_task_metric_canonical(MTFT_TASK_REGRESSION, "rmse"), "rmse");
+    /* no computed equivalent: invalid */
+    const struct {
+        mtft_task_type ty;
+        const char *name;
+    } bad[] = {{MTFT_TASK_CLASSIFICATION, "f1_micro"}, {MTFT_TASK_MULTILABEL, "hamming"},
+               {MTFT_TASK_MULTILABEL, "exact_match"},  {MTFT_TASK_MULTILABEL, "f1_micro"},
+               {MTFT_TASK_REGRESSION, "r2"},           {MTFT_TASK_REGRESSION, "loss"},
+               {MTFT_TASK_TAGGING, "macro_f1"},        {MTFT_TASK_GENERATION, "accuracy"},
+               {MTFT_TASK_CLASSIFICATION, NULL}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ck_assert_msg(!mtft_task_metric_valid(bad[i].ty, bad[i].name), "%s valid for %s", bad[i].name,
+                      mtft_task_type_name(bad[i].ty));
+        ck_assert_ptr_null(mtft_task_metric_canonical(bad[i].ty, bad[i].name));
+    }
+    /* normalised at mtft_task_new: metrics and select_metric */
+    mtft_task_options o = MTFT_TASK_OPTIONS_INIT;
+    o.name = "ner";
+    o.type = MTFT_TASK_TAGGING;
+    o.train_file = "x.jsonl";
+    const char *ms[] = {"f1_micro", "span_f1", "f1_macro"};
+    o.metrics = ms;
+    o.n_metrics = 3;
+    o.select_metric = "f1_macro";
+    mtft_task *t = NULL;
+    ck_assert_msg(mtft_task_new(&t, &o) == MTFT_OK, "%s", mtft_error_last()->message);
+    ck_assert_str_eq(mtft_task_metric(t, 0), "tag_micro_f1");
+    ck_assert_str_eq(mtft_task_metric(t, 1), "span_f1");
+    ck_assert_str_eq(mtft_task_metric(t, 2), "tag_macro_f1");
+    ck_assert_str_eq(mtft_task_select_metric(t), "tag_macro_f1");
+    mtft_task_free(t);
+    t = NULL;
+    o.select_metric = "accuracy";
+    ASSERT_ERR(mtft_task_new(&t, &o), MTFT_ENOTFOUND, "select_metric 'accuracy' is not a tagging metric",
+               "token_accuracy, tag_micro_f1, tag_macro_f1, span_f1");
+    ck_assert_ptr_null(t);
+    o.type = MTFT_TASK_GENERATION;
+    o.n_metrics = 0;
+    o.select_metric = "loss";
+    ck_assert_msg(mtft_task_new(&t, &o) == MTFT_OK, "%s", mtft_error_last()->message);
+    ck_assert_str_eq(mtft_task_select_metric(t), "nll");
+    mtft_task_free(t);
+    ck_assert_ptr_null(mtft_task_select_metric(NULL));
 }
 END_TEST
 
@@ -1001,6 +1076,7 @@ Suite *mtft_test_data_suite(void) {
     tcase_add_test(tc, test_data_missing_file);
     tcase_add_test(tc, test_data_skip_counts);
     tcase_add_test(tc, test_data_options_errors);
+    tcase_add_test(tc, test_data_metric_names);
     tcase_add_test(tc, test_data_splits_fraction);
     tcase_add_test(tc, test_data_cache);
     tcase_add_test(tc, test_data_cache_streamed);

@@ -101,16 +101,25 @@ typedef struct mtft_task_options {
      * the data in order of first appearance (train file first). */
     const char *const *labels;
     int n_labels;
-    /* Metric names to report (validated against mtft_task_metric_valid). */
+    /* Metric names to report, in this order (the trainer's progress line and
+     * `mtft train`'s table show these; every metric is computed and logged
+     * regardless). Each must be one the type reports, see
+     * mtft_task_metric_valid; aliases are stored under their canonical name. */
     const char *const *metrics;
     int n_metrics;
     mtft_on_bad on_bad_example;
+    /* The metric the trainer selects the best weights and stops early on
+     * (validated like metrics). NULL: the type default, accuracy
+     * (classification, multilabel), pearson (regression), token_accuracy
+     * (tagging), nll (generation). Lower-is-better metrics (rmse, mae,
+     * perplexity, nll) enter the selection score negated. */
+    const char *select_metric;
 } mtft_task_options;
 
 #define MTFT_TASK_OPTIONS_VERSION 1
 #define MTFT_TASK_OPTIONS_INIT                                                                    \
     {MTFT_TASK_OPTIONS_VERSION, NULL, MTFT_TASK_CLASSIFICATION, MTFT_FORMAT_AUTO, NULL, NULL, NULL, \
-     0.0, 0.0, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, NULL, 0, MTFT_ON_BAD_ERROR}
+     0.0, 0.0, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, NULL, 0, MTFT_ON_BAD_ERROR, NULL}
 
 typedef struct mtft_task mtft_task;
 /* Forward declaration; the options live in mtft/data.h. */
@@ -121,18 +130,34 @@ struct mtft_data_options;
 MTFT_API const char *mtft_task_type_name(mtft_task_type type);
 MTFT_API const char *mtft_bad_reason_name(mtft_bad_reason reason);
 MTFT_API const char *mtft_split_name(mtft_split split);
-/* 1 when `metric` may be reported for a task of this type:
- * classification: accuracy, f1_macro, f1_micro, mcc; multilabel:
- * f1_micro, f1_macro, exact_match, hamming; regression: rmse, mae, pearson,
- * spearman, r2; tagging: token_accuracy, f1_macro, f1_micro, span_f1;
- * generation: exact_match, token_accuracy, loss, perplexity, chrf. */
+/* Metric names, one vocabulary with mtft/metrics.h (mtft_metric_name): a
+ * task type reports exactly the metrics the trainer computes for it
+ *   classification  accuracy, macro_f1, mcc
+ *   multilabel      accuracy, macro_f1, mcc (over (example, label) pairs)
+ *   regression      pearson, spearman, rmse, mae
+ *   tagging         token_accuracy, tag_micro_f1, tag_macro_f1, span_f1
+ *                   (span_f1 only when every tag is O or B-/I-/E-/S-)
+ *   generation      perplexity, nll, token_accuracy, exact_match, chrf
+ *                   (exact_match and chrf only with mtft_trainer_set_tokenizer)
+ * Older spellings with an exact equivalent are accepted as aliases:
+ * f1_macro (macro_f1; tag_macro_f1 for tagging), f1_micro (tag_micro_f1,
+ * tagging only), loss (nll, generation only).
+ *
+ * mtft_task_metric_valid: 1 when `metric` (a name or an alias) may be given
+ * for a task of this type. mtft_task_metric_canonical: its canonical name
+ * (a static string), NULL when not valid. mtft_task_type_metric: the i-th
+ * canonical name of the type (0-based, in the order above), NULL past the
+ * end. */
+MTFT_API const char *mtft_task_metric_canonical(mtft_task_type type, const char *metric);
+MTFT_API const char *mtft_task_type_metric(mtft_task_type type, int i);
 MTFT_API int mtft_task_metric_valid(mtft_task_type type, const char *metric);
 
 /* Validate options and make a task (no file is read). The strings and
  * arrays in o are copied. Errors name the option: MTFT_EINVAL (missing name
  * or train_file, bad field name, template syntax with its position, a file
  * for a split that is also given as a fraction), MTFT_ERANGE (fractions),
- * MTFT_ENOTFOUND (unknown metric, listing the valid ones). */
+ * MTFT_ENOTFOUND (a metric or select_metric the type does not report,
+ * listing the valid ones). */
 MTFT_API int mtft_task_new(mtft_task **out, const mtft_task_options *o);
 MTFT_API void mtft_task_free(mtft_task *task);
 
@@ -156,8 +181,11 @@ MTFT_API int64_t mtft_task_skipped(const mtft_task *task, mtft_bad_reason reason
 MTFT_API int mtft_task_cache_hit(const mtft_task *task);
 /* The cache file of the last load, or NULL when caching is off (borrowed). */
 MTFT_API const char *mtft_task_cache_path(const mtft_task *task);
+/* The metrics option, canonical names (borrowed). */
 MTFT_API int mtft_task_n_metrics(const mtft_task *task);
 MTFT_API const char *mtft_task_metric(const mtft_task *task, int i);
+/* The canonical name of select_metric (static), NULL for the type default. */
+MTFT_API const char *mtft_task_select_metric(const mtft_task *task);
 
 /* One tokenized example (pointers borrowed from the task; valid until the
  * next load or free). */

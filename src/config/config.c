@@ -103,7 +103,11 @@ static const mtft_cfg_key k_task_keys[] = {
     {"labels", MTFT_CK_STRLIST, TO(labels), TO(n_labels), "", MTFT_CFG_NULLABLE, 0, 0, NULL, NULL,
      "The label (tag) set in id order; none: collected from the data in order of first appearance."},
     {"metrics", MTFT_CK_STRLIST, TO(metrics), TO(n_metrics), "", MTFT_CFG_NULLABLE, 0, 0, NULL, NULL,
-     "Metrics to report; each must suit the task type (see below)."},
+     "Metrics the progress line and `mtft train`'s table show, in this order (all are computed and logged); "
+     "each must be one the task type reports (see below)."},
+    {"select_metric", MTFT_CK_STRING, TO(select_metric), 0, "from the type", MTFT_CFG_NULLABLE | DESCRIBED, 0, 0, NULL, NULL,
+     "Metric for best-checkpoint selection and early stopping (see below); none: accuracy, pearson, "
+     "token_accuracy or nll by type. rmse, mae, perplexity and nll count negated (lower is better)."},
     {"on_bad_example", MTFT_CK_ENUM, TO(on_bad_example), 0, "error", 0, 0, 0, k_on_bad, NULL,
      "error: stop at the first bad record; skip: drop it, count it per reason and log the counts."},
     {"head", MTFT_CK_SECTION, offsetof(mtft_cfg_task, head), 0, "", 0, 0, 0, NULL, &k_head,
@@ -133,23 +137,30 @@ void mtft_cfg__init_task(mtft_cfg_task *t) {
     t->head = h;
 }
 
-static const char *const k_all_metrics[] = {"accuracy", "f1_macro", "f1_micro", "mcc", "exact_match", "hamming",
-                                            "rmse", "mae", "pearson", "spearman", "r2", "token_accuracy",
-                                            "span_f1", "loss", "perplexity", "chrf"};
-
+/* "a, b, c": the metric names a task type reports (mtft_task_type_metric). */
 static void metric_list(mtft_task_type type, char *buf, size_t cap) {
     size_t off = 0;
     buf[0] = '\0';
-    for (size_t c = 0; c < sizeof k_all_metrics / sizeof k_all_metrics[0] && off < cap; c++)
-        if (mtft_task_metric_valid(type, k_all_metrics[c]))
-            off += (size_t)snprintf(buf + off, cap - off, "%s%s", off ? ", " : "", k_all_metrics[c]);
+    for (int c = 0; mtft_task_type_metric(type, c) && off < cap; c++) {
+        int n = snprintf(buf + off, cap - off, "%s%s", off ? ", " : "", mtft_task_type_metric(type, c));
+        if (n < 0) break;
+        off += (size_t)n;
+    }
 }
 
-/* Cross-key checks of one task: metrics for its type, then everything
- * mtft_task_new() checks, located at the task. */
+/* Cross-key checks of one task: metrics and select_metric for its type, then
+ * everything mtft_task_new() checks, located at the task. */
 static int check_task(mtft_config *cfg, const mtft_cnode *node, int idx, const char *path) {
     mtft_task_options *o = &cfg->tasks[idx].task;
     const mtft_cnode *mnode = mtft_cfg__get(node, "metrics");
+    if (o->select_metric && !mtft_task_metric_valid(o->type, o->select_metric)) {
+        char p2[300], listbuf[300];
+        snprintf(p2, sizeof p2, "%s.select_metric", path);
+        metric_list(o->type, listbuf, sizeof listbuf);
+        return mtft_cfg__errat(&cfg->ctx, mtft_cfg__get(node, "select_metric"), MTFT_ENOTFOUND, p2,
+                               "'%s' is not a %s metric (expected one of: %s)", o->select_metric,
+                               mtft_task_type_name(o->type), listbuf);
+    }
     for (int i = 0; i < o->n_metrics; i++) {
         if (!mtft_task_metric_valid(o->type, o->metrics[i])) {
             char p2[300];
@@ -442,20 +453,25 @@ int mtft_config_reference_markdown(char *buf, size_t cap, size_t *len_out) {
     int bad = md_section(&md, &len, &mcap, "`tasks:` (a list; each item is one task -> `mtft_task_options`, "
                                            "its `head:` -> `mtft_head_options`)",
                          NULL, &k_task, "tasks[].");
-    /* metric names per type, from the data module's own check */
+    /* metric names per type, from the data module's own table */
     for (int ty = 0; ty <= MTFT_TASK_GENERATION && !bad; ty++) {
         char line[512];
         size_t off = (size_t)snprintf(line, sizeof line, "%s`%s` metrics: ", ty == 0 ? "\n" : "",
                                       mtft_task_type_name((mtft_task_type)ty));
-        int first = 1;
-        for (size_t c = 0; c < sizeof k_all_metrics / sizeof k_all_metrics[0]; c++)
-            if (mtft_task_metric_valid((mtft_task_type)ty, k_all_metrics[c])) {
-                off += (size_t)snprintf(line + off, sizeof line - off, "%s`%s`", first ? "" : ", ", k_all_metrics[c]);
-                first = 0;
-            }
-        snprintf(line + off, sizeof line - off, ".%s\n", ty == MTFT_TASK_GENERATION ? "" : "  ");
+        for (int c = 0; mtft_task_type_metric((mtft_task_type)ty, c) && off < sizeof line; c++) {
+            int n = snprintf(line + off, sizeof line - off, "%s`%s`", c ? ", " : "",
+                             mtft_task_type_metric((mtft_task_type)ty, c));
+            if (n > 0) off += (size_t)n;
+        }
+        if (off < sizeof line) snprintf(line + off, sizeof line - off, ".  \n");
         bad = md_append(&md, &len, &mcap, line);
     }
+    if (!bad)
+        bad = md_append(&md, &len, &mcap,
+                        "span_f1 is reported for BIO/IOBES tag sets only; exact_match and chrf when the trainer has "
+                        "a tokenizer (`mtft train` sets it). Older spellings are accepted as aliases: `f1_macro` "
+                        "(macro_f1; tag_macro_f1 for tagging), `f1_micro` (tag_micro_f1, tagging), `loss` (nll, "
+                        "generation). The selection score is the mean over tasks of each task's select_metric.\n");
     int n_roots = 0;
     const mtft_cfg_root *roots = mtft_cfg__roots(&n_roots);
     for (int r = 0; r < n_roots && !bad; r++) {

@@ -15,12 +15,29 @@ static const char *const k_reason_names[] = {"syntax", "missing_field", "wrong_t
                                              "unknown_label", "empty", "length_mismatch"};
 static const char *const k_split_names[] = {"train", "dev", "test"};
 
-/* Metrics each task type can report (names only; the trainer computes them). */
-static const char *const k_metrics_cls[] = {"accuracy", "f1_macro", "f1_micro", "mcc", NULL};
-static const char *const k_metrics_ml[] = {"f1_micro", "f1_macro", "exact_match", "hamming", NULL};
-static const char *const k_metrics_reg[] = {"rmse", "mae", "pearson", "spearman", "r2", NULL};
-static const char *const k_metrics_tag[] = {"token_accuracy", "f1_macro", "f1_micro", "span_f1", NULL};
-static const char *const k_metrics_gen[] = {"exact_match", "token_accuracy", "loss", "perplexity", "chrf", NULL};
+/* Metrics each task type reports: exactly the mtft_metric names (mtft/metrics.h)
+ * that the trainer's evaluation computes for the type (src/train/trainer.c
+ * eval_task; tests/check_trainer.c checks the two agree). span_f1 needs a
+ * BIO/IOBES tag set, exact_match and chrf a tokenizer on the trainer. The
+ * data module may not include train headers, hence the strings. */
+static const char *const k_metrics_cls[] = {"accuracy", "macro_f1", "mcc", NULL};
+static const char *const k_metrics_ml[] = {"accuracy", "macro_f1", "mcc", NULL};
+static const char *const k_metrics_reg[] = {"pearson", "spearman", "rmse", "mae", NULL};
+static const char *const k_metrics_tag[] = {"token_accuracy", "tag_micro_f1", "tag_macro_f1", "span_f1", NULL};
+static const char *const k_metrics_gen[] = {"perplexity", "nll", "token_accuracy", "exact_match", "chrf", NULL};
+
+/* Old spellings with an exact equivalent, normalised by mtft_task_new. */
+typedef struct metric_alias {
+    int type; /* an mtft_task_type */
+    const char *alias, *name;
+} metric_alias;
+static const metric_alias k_metric_aliases[] = {
+    {MTFT_TASK_CLASSIFICATION, "f1_macro", "macro_f1"},
+    {MTFT_TASK_MULTILABEL, "f1_macro", "macro_f1"},
+    {MTFT_TASK_TAGGING, "f1_macro", "tag_macro_f1"},
+    {MTFT_TASK_TAGGING, "f1_micro", "tag_micro_f1"},
+    {MTFT_TASK_GENERATION, "loss", "nll"},
+};
 
 static const char *const *metrics_of(mtft_task_type t) {
     switch (t) {
@@ -48,12 +65,39 @@ const char *mtft_split_name(mtft_split split) {
     return "?";
 }
 
-int mtft_task_metric_valid(mtft_task_type type, const char *metric) {
+const char *mtft_task_metric_canonical(mtft_task_type type, const char *metric) {
     const char *const *m = metrics_of(type);
-    if (!m || !metric) return 0;
+    if (!m || !metric) return NULL;
     for (; *m; m++)
-        if (strcmp(*m, metric) == 0) return 1;
-    return 0;
+        if (strcmp(*m, metric) == 0) return *m;
+    for (size_t i = 0; i < sizeof k_metric_aliases / sizeof k_metric_aliases[0]; i++)
+        if (k_metric_aliases[i].type == (int)type && strcmp(k_metric_aliases[i].alias, metric) == 0)
+            return k_metric_aliases[i].name;
+    return NULL;
+}
+
+int mtft_task_metric_valid(mtft_task_type type, const char *metric) {
+    return mtft_task_metric_canonical(type, metric) != NULL;
+}
+
+const char *mtft_task_type_metric(mtft_task_type type, int i) {
+    const char *const *m = metrics_of(type);
+    if (!m || i < 0) return NULL;
+    for (int j = 0; j < i; j++)
+        if (!m[j]) return NULL;
+    return m[i];
+}
+
+/* "a, b, c": the names a type reports (into buf, cap bytes). */
+static void metric_list(mtft_task_type type, char *buf, size_t cap) {
+    size_t off = 0;
+    buf[0] = '\0';
+    const char *const *m = metrics_of(type);
+    for (; m && *m && off < cap; m++) {
+        int n = snprintf(buf + off, cap - off, "%s%s", off ? ", " : "", *m);
+        if (n < 0) break;
+        off += (size_t)n;
+    }
 }
 
 /* ---- construction --------------------------------------------------------------- */
@@ -153,13 +197,16 @@ int mtft_task_new(mtft_task **out, const mtft_task_options *o) {
     for (int i = 0; i < o->n_metrics; i++) {
         if (!mtft_task_metric_valid(o->type, o->metrics[i])) {
             char list[256];
-            size_t off = 0;
-            list[0] = '\0';
-            for (const char *const *m = metrics_of(o->type); *m; m++)
-                off += (size_t)snprintf(list + off, sizeof list - off, "%s%s", off ? ", " : "", *m);
+            metric_list(o->type, list, sizeof list);
             return mtft__err(MTFT_ENOTFOUND, "task '%s': metrics[%d] '%s' is not a %s metric (expected one of: %s)",
                              nm, i, o->metrics[i] ? o->metrics[i] : "(null)", mtft_task_type_name(o->type), list);
         }
+    }
+    if (o->select_metric && !mtft_task_metric_valid(o->type, o->select_metric)) {
+        char list[256];
+        metric_list(o->type, list, sizeof list);
+        return mtft__err(MTFT_ENOTFOUND, "task '%s': select_metric '%s' is not a %s metric (expected one of: %s)", nm,
+                         o->select_metric, mtft_task_type_name(o->type), list);
     }
 
     int rc = MTFT_OK;
@@ -170,6 +217,8 @@ int mtft_task_new(mtft_task **out, const mtft_task_options *o) {
     t->o.input_field = t->o.label_field = t->o.value_field = NULL;
     t->o.target_field = t->o.tokens_field = t->o.tags_field = t->o.prompt_template = NULL;
     t->o.labels = t->o.metrics = NULL;
+    /* canonical names are static strings: no copy needed */
+    t->o.select_metric = o->select_metric ? mtft_task_metric_canonical(o->type, o->select_metric) : NULL;
     KEEP(name);
     KEEP(train_file);
     KEEP(dev_file);
@@ -208,10 +257,7 @@ int mtft_task_new(mtft_task **out, const mtft_task_options *o) {
             goto fail;
         }
         for (int i = 0; i < o->n_metrics; i++)
-            if (!(t->metrics_copy[i] = keep(t, o->metrics[i]))) {
-                rc = mtft__err(MTFT_ENOMEM, "task: out of memory");
-                goto fail;
-            }
+            t->metrics_copy[i] = (char *)mtft_task_metric_canonical(o->type, o->metrics[i]);
         t->o.metrics = (const char *const *)t->metrics_copy;
     }
     *out = t;
@@ -396,6 +442,7 @@ int64_t mtft_task_skipped(const mtft_task *t, mtft_bad_reason reason) {
 int mtft_task_cache_hit(const mtft_task *t) { return t ? t->cache_hit : 0; }
 const char *mtft_task_cache_path(const mtft_task *t) { return t ? t->cache_path : NULL; }
 int mtft_task_n_metrics(const mtft_task *t) { return t ? t->o.n_metrics : 0; }
+const char *mtft_task_select_metric(const mtft_task *t) { return t ? t->o.select_metric : NULL; }
 const char *mtft_task_metric(const mtft_task *t, int i) {
     if (!t || i < 0 || i >= t->o.n_metrics) return NULL;
     return t->o.metrics[i];

@@ -149,13 +149,45 @@ void mtft_trainer_free(mtft_trainer *tr) {
 
 /* ---- tasks ----------------------------------------------------------------------- */
 
-static mtft_metric primary_of(mtft_task_type t) {
-    switch (t) {
-    case MTFT_TASK_REGRESSION: return MTFT_METRIC_PEARSON;
-    case MTFT_TASK_TAGGING: return MTFT_METRIC_TOKEN_ACCURACY;
-    case MTFT_TASK_GENERATION: return MTFT_METRIC_NLL;
-    default: return MTFT_METRIC_ACCURACY;
+/* The selection metric of a task: its select_metric, else the type default. */
+static int primary_of(const mtft_task *task, mtft_metric *out) {
+    const char *sel = mtft_task_select_metric(task);
+    if (sel) {
+        if (mtft_metric_from_name(sel, out) < 0)
+            return mtft__err(MTFT_ENOTFOUND, "trainer: task '%s': select_metric '%s' is not a metric name",
+                             mtft_task_name(task), sel);
+        if (*out == MTFT_METRIC_SPAN_F1) { /* reported for BIO/IOBES tag sets only */
+            for (int i = 0; i < mtft_task_n_labels(task); i++) {
+                const char *t = mtft_task_label(task, i);
+                if (!t) t = "";
+                if (strcmp(t, "O") != 0 && !(t[0] && strchr("BIES", t[0]) && t[1] == '-'))
+                    return mtft__err(MTFT_EINVAL,
+                                     "trainer: task '%s': select_metric span_f1 needs BIO/IOBES tags (O, B-x, I-x, "
+                                     "E-x, S-x), but tag %d is '%s'; choose token_accuracy, tag_micro_f1 or "
+                                     "tag_macro_f1",
+                                     mtft_task_name(task), i, t);
+            }
+        }
+        return MTFT_OK;
     }
+    switch (mtft_task_type_of(task)) {
+    case MTFT_TASK_REGRESSION: *out = MTFT_METRIC_PEARSON; break;
+    case MTFT_TASK_TAGGING: *out = MTFT_METRIC_TOKEN_ACCURACY; break;
+    case MTFT_TASK_GENERATION: *out = MTFT_METRIC_NLL; break;
+    default: *out = MTFT_METRIC_ACCURACY; break;
+    }
+    return MTFT_OK;
+}
+
+/* exact_match and chrf come from greedy decodes, which need the tokenizer. */
+static int check_select(const mtft_trainer *tr) {
+    for (int k = 0; k < tr->n_tasks; k++)
+        if ((tr->primary[k] == MTFT_METRIC_EXACT_MATCH || tr->primary[k] == MTFT_METRIC_CHRF) && !tr->gen_tok)
+            return mtft__err(MTFT_ESTATE,
+                             "trainer: task '%s': select_metric %s is computed from greedy decodes; call "
+                             "mtft_trainer_set_tokenizer first",
+                             tr->names[k], mtft_metric_name(tr->primary[k]));
+    return MTFT_OK;
 }
 
 int mtft_trainer_add_task(mtft_trainer *tr, mtft_task *task, const mtft_head_options *head) {
@@ -167,6 +199,9 @@ int mtft_trainer_add_task(mtft_trainer *tr, mtft_task *task, const mtft_head_opt
     const mtft_task_type type = mtft_task_type_of(task);
     if (mtft_task_count(task, MTFT_SPLIT_TRAIN) < 1)
         return mtft__err(MTFT_EINVAL, "trainer: task '%s' has no training examples (load it first)", name);
+    mtft_metric pm;
+    int rc = primary_of(task, &pm);
+    if (rc < 0) return rc;
     for (int k = 0; k < tr->n_tasks; k++)
         if (!strcmp(tr->names[k], name)) return mtft__err(MTFT_EINVAL, "trainer: task '%s' added twice", name);
     if (tr->n_tasks == tr->cap) {
@@ -198,7 +233,7 @@ int mtft_trainer_add_task(mtft_trainer *tr, mtft_task *task, const mtft_head_opt
     }
     ho.name = name;
     mtft_head *h = NULL;
-    int rc = mtft_head_new(&h, mtft_model_get_config(tr->m)->n_embd, &ho, tr->o.seed * 1000003u + 17u + (uint64_t)tr->n_tasks);
+    rc = mtft_head_new(&h, mtft_model_get_config(tr->m)->n_embd, &ho, tr->o.seed * 1000003u + 17u + (uint64_t)tr->n_tasks);
     if (rc < 0) {
         mtft__err_prefix("trainer: head of task '%s'", name);
         return rc;
@@ -231,7 +266,7 @@ int mtft_trainer_add_task(mtft_trainer *tr, mtft_task *task, const mtft_head_opt
     tr->tasks[k] = task;
     tr->heads[k] = h;
     tr->names[k] = nm;
-    tr->primary[k] = primary_of(type);
+    tr->primary[k] = pm;
     return k;
 }
 
@@ -1190,6 +1225,19 @@ static int report(mtft_trainer *tr, mtft_progress *pr) {
             printf("eval step %lld: dev score %.4f (best %.4f)", (long long)pr->step, pr->score, pr->best_score);
             for (int k = 0; k < K; k++) {
                 const mtft_trainer_res *r = &tr->res[MTFT_SPLIT_DEV][k];
+                const int nm = mtft_task_n_metrics(tr->tasks[k]);
+                if (nm > 0) { /* the task's metrics: list, in its order */
+                    printf(" | %s", tr->names[k]);
+                    for (int i = 0; i < nm; i++) {
+                        mtft_metric mi;
+                        if (mtft_metric_from_name(mtft_task_metric(tr->tasks[k], i), &mi) < 0) continue;
+                        if (r->have[mi])
+                            printf(" %s %.4f", mtft_metric_name(mi), r->v[mi]);
+                        else
+                            printf(" %s -", mtft_metric_name(mi));
+                    }
+                    continue;
+                }
                 printf(" | %s %s %.4f", tr->names[k], mtft_metric_name(tr->primary[k]), r->v[tr->primary[k]]);
                 if (r->have[MTFT_METRIC_EXACT_MATCH])
                     printf(" em %.4f chrf %.2f", r->v[MTFT_METRIC_EXACT_MATCH], r->v[MTFT_METRIC_CHRF]);
@@ -1471,6 +1519,7 @@ int mtft_trainer_evaluate(mtft_trainer *tr, mtft_split split, int64_t max_exampl
         return mtft__err(MTFT_EINVAL, "trainer: unknown split %d", (int)split);
     int rc = mtft_trainer__prepare(tr);
     if (rc < 0) return rc;
+    if ((rc = check_select(tr)) < 0) return rc;
     const int64_t cap = max_examples > 0 ? max_examples : tr->o.eval_max_examples;
     double score = 0.0;
     int ns = 0;
@@ -1479,8 +1528,11 @@ int mtft_trainer_evaluate(mtft_trainer *tr, mtft_split split, int64_t max_exampl
         const mtft_trainer_res *r = &tr->res[split][k];
         if (!r->done) continue;
         const mtft_metric pm = tr->primary[k];
+        if (!r->have[pm])
+            return mtft__err(MTFT_ESTATE, "trainer: task '%s': the selection metric %s was not computed on %s",
+                             tr->names[k], mtft_metric_name(pm), mtft_split_name(split));
         double v = r->v[pm];
-        if (pm == MTFT_METRIC_NLL) v = -v;
+        if (mtft_metric_lower_is_better(pm)) v = -v;
         if (!isfinite(v) || !r->def[pm]) v = 0.0;
         score += v;
         ns++;
@@ -1576,6 +1628,7 @@ int mtft_trainer_run(mtft_trainer *tr) {
     MTFT_CHECK_ARG(tr);
     int rc = mtft_trainer__prepare(tr);
     if (rc < 0) return rc;
+    if ((rc = check_select(tr)) < 0) return rc;
     tr->run_t0 = mtft_trainer__now();
     tr->run_step0 = tr->step;
     tr->eval_seconds = 0.0;
