@@ -17,7 +17,9 @@ Single run (one JSON line, like bench_peft):
   python3 bench/bench_peft_torch.py MODE [B] [T] [n_layer] [steps] [tasks]
 Side by side (what to run; interleaves mtft and torch processes, `rounds`
 times, and prints one merged JSON line per configuration with medians):
-  python3 bench/bench_peft_torch.py --compare BUILD/bench_peft [rounds] [steps] [n_layer]
+  python3 bench/bench_peft_torch.py --compare BUILD/bench_peft [rounds] [steps] [n_layer] [configs]
+  (configs: a comma-separated subset of full,lora_r8,one_lora_B8,mixed8_B8; default all)
+PEFT_TORCH=0 skips the torch processes (mtft-only ratios, e.g. LoRA vs full).
 Threads (torch): TORCH_MODE=blas (default: torch.set_num_threads(1), BLAS
 with its own 2 threads) or TORCH_MODE=omp (torch.set_num_threads(2),
 OMP_WAIT_POLICY=PASSIVE). OPENBLAS_CORETYPE is set for the torch process to
@@ -168,7 +170,7 @@ def run_json(cmd, env):
     raise RuntimeError("%s failed: %s" % (" ".join(cmd), out.stderr.strip()[-400:]))
 
 
-def compare(bench, rounds, steps, L):
+def compare(bench, rounds, steps, L, only=None):
     env = dict(os.environ)
     ct = best_coretype()
     if ct and "OPENBLAS_CORETYPE" not in env:
@@ -181,31 +183,48 @@ def compare(bench, rounds, steps, L):
     # name, mode, B, tasks
     configs = [("full", "full", 4, 1), ("lora_r8", "lora", 4, 1), ("one_lora_B8", "lora", 8, 1),
                ("mixed8_B8", "mixed", 8, 8)]
+    if only:
+        configs = [c for c in configs if c[0] in only]
     res = {c[0]: {"mtft": [], "torch": []} for c in configs}
+    with_torch = os.environ.get("PEFT_TORCH", "1") != "0"
     for _ in range(rounds):
         for name, mode, B, K in configs:  # interleaved: mtft, torch, next config
             args = [mode, str(B), "256", str(L), str(steps), str(K)]
             res[name]["mtft"].append(run_json([bench] + args, env))
-            res[name]["torch"].append(run_json([sys.executable, os.path.abspath(__file__)] + args, tenv))
+            if with_torch:
+                res[name]["torch"].append(run_json([sys.executable, os.path.abspath(__file__)] + args, tenv))
     out = {}
     for name, mode, B, K in configs:
+        tr = res[name]["torch"]
         m = statistics.median(r["mtft_s"] for r in res[name]["mtft"])
-        t = statistics.median(r["torch_s"] for r in res[name]["torch"])
+        t = statistics.median(r["torch_s"] for r in tr) if tr else None
         out[name] = {"name": name, "B": B, "T": 256, "n_layer": L, "tasks": K, "mtft_s": round(m, 4),
-                     "torch_s": round(t, 4), "ratio": round(m / t, 3),
+                     "torch_s": round(t, 4) if tr else None, "ratio": round(m / t, 3) if tr else None,
                      "mtft_cpu_s": statistics.median(r["mtft_cpu_s"] for r in res[name]["mtft"]),
-                     "torch_cpu_s": statistics.median(r["torch_cpu_s"] for r in res[name]["torch"]),
+                     "torch_cpu_s": statistics.median(r["torch_cpu_s"] for r in tr) if tr else None,
                      "mtft_rss_mb": max(r["mtft_rss_mb"] for r in res[name]["mtft"]),
-                     "torch_rss_mb": max(r["torch_rss_mb"] for r in res[name]["torch"]),
+                     "torch_rss_mb": max(r["torch_rss_mb"] for r in tr) if tr else None,
+                     "mtft_fwd_s": statistics.median(r["mtft_fwd_s"] for r in res[name]["mtft"]),
+                     "mtft_bwd_s": statistics.median(r["mtft_bwd_s"] for r in res[name]["mtft"]),
+                     "mtft_opt_s": statistics.median(r["mtft_opt_s"] for r in res[name]["mtft"]),
                      "rounds": rounds, "steps": steps, "blas": res[name]["mtft"][0].get("blas"),
                      "torch_mode": tenv.get("TORCH_MODE", "blas")}
         print(json.dumps(out[name]))
-    # the targets, as ratios of the mtft figures
-    f, lo, one, mx = out["full"], out["lora_r8"], out["one_lora_B8"], out["mixed8_B8"]
-    print(json.dumps({"name": "targets", "lora_vs_full_time": round(lo["mtft_s"] / f["mtft_s"], 3),
-                      "lora_vs_full_rss": round(lo["mtft_rss_mb"] / f["mtft_rss_mb"], 3),
-                      "mixed8_vs_one_lora_time": round(mx["mtft_s"] / one["mtft_s"], 3),
-                      "mixed8_mtft_vs_torch_time": mx["ratio"]}))
+    # the targets, as ratios of the mtft figures (those whose configurations ran)
+    t = {"name": "targets"}
+    if "full" in out and "lora_r8" in out:
+        f, lo = out["full"], out["lora_r8"]
+        t["lora_vs_full_time"] = round(lo["mtft_s"] / f["mtft_s"], 3)
+        t["lora_vs_full_rss"] = round(lo["mtft_rss_mb"] / f["mtft_rss_mb"], 3)
+        # per round: each round runs full then lora back to back
+        per = [l["mtft_s"] / x["mtft_s"] for x, l in zip(res["full"]["mtft"], res["lora_r8"]["mtft"])]
+        t["lora_vs_full_time_per_round"] = [round(v, 3) for v in per]
+    if "one_lora_B8" in out and "mixed8_B8" in out:
+        t["mixed8_vs_one_lora_time"] = round(out["mixed8_B8"]["mtft_s"] / out["one_lora_B8"]["mtft_s"], 3)
+    if "mixed8_B8" in out:
+        t["mixed8_mtft_vs_torch_time"] = out["mixed8_B8"]["ratio"]
+    t["load"] = [r["mtft"][-1].get("load") for r in res.values()]
+    print(json.dumps(t))
 
 
 def main():
@@ -215,7 +234,8 @@ def main():
         rounds = int(a[2]) if len(a) > 2 else 3
         steps = int(a[3]) if len(a) > 3 else 3
         L = int(a[4]) if len(a) > 4 else 12
-        compare(bench, rounds, steps, L)
+        only = a[5].split(",") if len(a) > 5 else None
+        compare(bench, rounds, steps, L, only)
         return
     mode = a[0] if a else "lora"
     B = int(a[1]) if len(a) > 1 else 4
