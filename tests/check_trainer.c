@@ -1053,6 +1053,227 @@ START_TEST(test_trainer_best_checkpoint_saved) {
 }
 END_TEST
 
+/* ---- metric names and the selection metric -------------------------------------- */
+
+/* Write n records per split of the extra task kinds (multi-label, BIO
+ * tagging, generation) under g_dir as <stem>_{train,dev}.jsonl. */
+static void write_extra(const char *stem, int kind) {
+    const char *splits[2] = {"train", "dev"};
+    uint64_t s = 4242u + (uint64_t)kind;
+    for (int sp = 0; sp < 2; sp++) {
+        char p[700];
+        snprintf(p, sizeof p, "%s/%s_%s.jsonl", g_dir, stem, splits[sp]);
+        FILE *fo = fopen(p, "w");
+        ck_assert_ptr_nonnull(fo);
+        for (int i = 0; i < (sp ? 24 : 48); i++) {
+            int w[4];
+            for (int j = 0; j < 4; j++) {
+                s = s * 6364136223846793005ull + 1442695040888963407ull;
+                w[j] = (int)((s >> 33) % N_WORDS);
+            }
+            if (kind == 0) /* multi-label: a set of 0..2 labels */
+                fprintf(fo, "{\"text\": \"%s %s\", \"label\": [%s%s%s]}\n", k_words[w[0]], k_words[w[1]],
+                        w[0] % 2 ? "\"odd\"" : "", w[0] % 2 && w[1] % 3 == 0 ? ", " : "",
+                        w[1] % 3 == 0 ? "\"three\"" : "");
+            else if (kind == 1) /* BIO tagging: an entity of one or two words starts at an even word */
+                fprintf(fo, "{\"tokens\": [\"%s\", \"%s\", \"%s\", \"%s\"], \"tags\": [\"%s\", \"%s\", \"O\", \"O\"]}\n",
+                        k_words[w[0]], k_words[w[1]], k_words[w[2]], k_words[w[3]], w[0] % 2 ? "O" : "B-E",
+                        w[0] % 2 ? "O" : (w[1] % 2 ? "O" : "I-E"));
+            else /* generation: copy two words */
+                fprintf(fo, "{\"input\": \"%s %s\", \"target\": \" %s %s\"}\n", k_words[w[0]], k_words[w[1]],
+                        k_words[w[0]], k_words[w[1]]);
+        }
+        fclose(fo);
+    }
+}
+
+static mtft_task *extra_task(fx *f, const char *name, const char *stem, mtft_task_type type, const char *select) {
+    char tp[700], dp[700];
+    snprintf(tp, sizeof tp, "%s/%s_train.jsonl", g_dir, stem);
+    snprintf(dp, sizeof dp, "%s/%s_dev.jsonl", g_dir, stem);
+    mtft_task_options to = MTFT_TASK_OPTIONS_INIT;
+    to.name = name;
+    to.type = type;
+    to.train_file = tp;
+    to.dev_file = dp;
+    to.select_metric = select;
+    if (type == MTFT_TASK_GENERATION) to.prompt_template = "{input} =";
+    mtft_task *task = NULL;
+    mtft_data_options dopt = MTFT_DATA_OPTIONS_INIT;
+    dopt.log_progress = 0;
+    ck_assert_msg(mtft_task_new(&task, &to) == MTFT_OK, "%s", mtft_error_last()->message);
+    ck_assert_msg(mtft_task_load(task, f->tok, &dopt) == MTFT_OK, "%s", mtft_error_last()->message);
+    return task;
+}
+
+/* Every name the task table (src/data) accepts for a type is an mtft_metric
+ * name that a trainer evaluation of such a task reports, and every metric
+ * the evaluation reports is in the table: the two cannot drift apart. */
+START_TEST(test_trainer_metric_names_agree) {
+    fx f;
+    fx_init(&f, 5);
+    write_extra("ml", 0);
+    write_extra("bio", 1);
+    write_extra("gen", 2);
+    mtft_task *extra[3] = {extra_task(&f, "ml", "ml", MTFT_TASK_MULTILABEL, NULL),
+                           extra_task(&f, "bio", "bio", MTFT_TASK_TAGGING, NULL),
+                           extra_task(&f, "gen", "gen", MTFT_TASK_GENERATION, NULL)};
+    ck_assert_int_ge(mtft_task_label_id(extra[1], "B-E"), 0); /* a BIO tag set: span_f1 is reported */
+    ck_assert_int_ge(mtft_task_label_id(extra[1], "I-E"), 0);
+    const int32_t eos = mtft_tokenizer_token_to_id(f.tok, "<|endoftext|>");
+    const struct {
+        mtft_task_type ty;
+        mtft_task *task;
+    } cases[5] = {{MTFT_TASK_CLASSIFICATION, f.tasks[0]},
+                  {MTFT_TASK_MULTILABEL, extra[0]},
+                  {MTFT_TASK_REGRESSION, f.tasks[1]},
+                  {MTFT_TASK_TAGGING, extra[1]},
+                  {MTFT_TASK_GENERATION, extra[2]}};
+    for (int c = 0; c < 5; c++) {
+        const mtft_task_type ty = cases[c].ty;
+        ck_assert_int_eq(mtft_task_type_of(cases[c].task), ty);
+        mtft_trainer_options o = base_opts();
+        o.pad_id = eos;
+        mtft_trainer *tr = NULL;
+        ck_assert_msg(mtft_trainer_new(&tr, f.m, &o) == MTFT_OK, "%s", mtft_error_last()->message);
+        ck_assert_int_eq(mtft_trainer_add_task(tr, cases[c].task, NULL), 0);
+        if (ty == MTFT_TASK_GENERATION) ck_assert_int_eq(mtft_trainer_set_tokenizer(tr, f.tok, eos), MTFT_OK);
+        ck_assert_msg(mtft_trainer_evaluate(tr, MTFT_SPLIT_DEV, 8) == MTFT_OK, "%s", mtft_error_last()->message);
+        int n_names = 0;
+        for (const char *nm; (nm = mtft_task_type_metric(ty, n_names)) != NULL; n_names++) {
+            mtft_metric mi;
+            ck_assert_msg(mtft_metric_from_name(nm, &mi) == MTFT_OK, "%s: '%s' is no mtft_metric name",
+                          mtft_task_type_name(ty), nm);
+            ck_assert_str_eq(mtft_metric_name(mi), nm);
+            ck_assert_str_eq(mtft_task_metric_canonical(ty, nm), nm);
+            double v = NAN;
+            ck_assert_msg(mtft_trainer_eval_value(tr, 0, MTFT_SPLIT_DEV, mi, &v, NULL) == MTFT_OK,
+                          "%s: the table accepts '%s' but the evaluation did not report it: %s",
+                          mtft_task_type_name(ty), nm, mtft_error_last()->message);
+        }
+        ck_assert_int_ge(n_names, 3);
+        int n_reported = 0;
+        for (int m = 0; m < MTFT_METRIC_COUNT_; m++) {
+            double v;
+            if (mtft_trainer_eval_value(tr, 0, MTFT_SPLIT_DEV, (mtft_metric)m, &v, NULL) != MTFT_OK) continue;
+            n_reported++;
+            ck_assert_msg(mtft_task_metric_valid(ty, mtft_metric_name((mtft_metric)m)),
+                          "%s: the evaluation reports '%s' but the table does not accept it", mtft_task_type_name(ty),
+                          mtft_metric_name((mtft_metric)m));
+        }
+        ck_assert_int_eq(n_reported, n_names);
+        /* the type default is in the table too */
+        ck_assert(mtft_task_metric_valid(ty, mtft_metric_name(mtft_trainer_primary_metric(tr, 0))));
+        mtft_trainer_free(tr);
+    }
+    for (int i = 0; i < 3; i++) mtft_task_free(extra[i]);
+    fx_free(&f);
+}
+END_TEST
+
+typedef struct sel_rec {
+    mtft_trainer *tr;
+    int n_evals, bad;
+    double best;
+} sel_rec;
+
+/* At each evaluation: the score is -rmse of that evaluation, the best score
+ * the best -rmse so far. */
+static int on_select(const mtft_progress *p, void *payload) {
+    sel_rec *r = payload;
+    if (p->event != MTFT_PROGRESS_EVAL) return 0;
+    double rmse = NAN;
+    if (mtft_trainer_eval_value(r->tr, 0, MTFT_SPLIT_DEV, MTFT_METRIC_RMSE, &rmse, NULL) != MTFT_OK) r->bad = 1;
+    if (!(p->score == -rmse)) r->bad = 2;
+    if (r->n_evals == 0 || -rmse > r->best) r->best = -rmse;
+    if (!(p->best_score == r->best)) r->bad = 3;
+    r->n_evals++;
+    return 0;
+}
+
+START_TEST(test_trainer_select_metric) {
+    fx f;
+    fx_init(&f, 8);
+    /* regression, select_metric rmse: lower is better, so the score is -rmse */
+    mtft_task *reg = extra_task(&f, "reg_rmse", "reg", MTFT_TASK_REGRESSION, "rmse");
+    ck_assert_str_eq(mtft_task_select_metric(reg), "rmse");
+    mtft_trainer_options o = base_opts();
+    o.max_steps = 12;
+    o.eval_every = 4;
+    o.print_every = 0;
+    sel_rec r;
+    memset(&r, 0, sizeof r);
+    o.progress = on_select;
+    o.payload = &r;
+    ck_assert_msg(mtft_trainer_new(&r.tr, f.m, &o) == MTFT_OK, "%s", mtft_error_last()->message);
+    ck_assert_int_eq(mtft_trainer_add_task(r.tr, reg, NULL), 0);
+    ck_assert_int_eq(mtft_trainer_primary_metric(r.tr, 0), MTFT_METRIC_RMSE);
+    ck_assert_int_eq(mtft_trainer_evaluate(r.tr, MTFT_SPLIT_DEV, 0), MTFT_OK);
+    double score = 0, rmse = 0, pearson = 0;
+    ck_assert_int_eq(mtft_trainer_eval_score(r.tr, MTFT_SPLIT_DEV, &score), MTFT_OK);
+    ck_assert_int_eq(mtft_trainer_eval_value(r.tr, 0, MTFT_SPLIT_DEV, MTFT_METRIC_RMSE, &rmse, NULL), MTFT_OK);
+    ck_assert_int_eq(mtft_trainer_eval_value(r.tr, 0, MTFT_SPLIT_DEV, MTFT_METRIC_PEARSON, &pearson, NULL), MTFT_OK);
+    ck_assert_msg(rmse > 0 && score == -rmse, "score %.17g, rmse %.17g", score, rmse);
+    ck_assert_msg(score != pearson, "score %.17g equals pearson", score);
+    ck_assert_msg(mtft_trainer_run(r.tr) == MTFT_OK, "%s", mtft_error_last()->message);
+    ck_assert_int_ge(r.n_evals, 3);
+    ck_assert_msg(r.bad == 0, "selection did not follow -rmse (check %d)", r.bad);
+    mtft_trainer_free(r.tr);
+    /* the same task without select_metric selects on pearson, as before */
+    mtft_trainer *tr = NULL;
+    o = base_opts();
+    ck_assert_int_eq(mtft_trainer_new(&tr, f.m, &o), MTFT_OK);
+    ck_assert_int_eq(mtft_trainer_add_task(tr, f.tasks[1], NULL), 0);
+    ck_assert_int_eq(mtft_trainer_primary_metric(tr, 0), MTFT_METRIC_PEARSON);
+    ck_assert_int_eq(mtft_trainer_evaluate(tr, MTFT_SPLIT_DEV, 0), MTFT_OK);
+    ck_assert_int_eq(mtft_trainer_eval_score(tr, MTFT_SPLIT_DEV, &score), MTFT_OK);
+    ck_assert_int_eq(mtft_trainer_eval_value(tr, 0, MTFT_SPLIT_DEV, MTFT_METRIC_PEARSON, &pearson, NULL), MTFT_OK);
+    ck_assert_msg(score == (isfinite(pearson) ? pearson : 0.0), "score %.17g, pearson %.17g", score, pearson);
+    mtft_trainer_free(tr);
+    mtft_task_free(reg);
+    /* an alias selects its canonical metric */
+    mtft_task *cls = extra_task(&f, "cls_f1", "cls", MTFT_TASK_CLASSIFICATION, "f1_macro");
+    ck_assert_int_eq(mtft_trainer_new(&tr, f.m, &o), MTFT_OK);
+    ck_assert_int_eq(mtft_trainer_add_task(tr, cls, NULL), 0);
+    ck_assert_int_eq(mtft_trainer_primary_metric(tr, 0), MTFT_METRIC_MACRO_F1);
+    mtft_trainer_free(tr);
+    mtft_task_free(cls);
+    /* invalid choices are errors naming them */
+    mtft_task_options to = MTFT_TASK_OPTIONS_INIT;
+    to.name = "r";
+    to.type = MTFT_TASK_REGRESSION;
+    to.train_file = "x.jsonl";
+    to.select_metric = "accuracy";
+    mtft_task *bad = NULL;
+    ck_assert_int_eq(mtft_task_new(&bad, &to), MTFT_ENOTFOUND);
+    ck_assert_ptr_null(bad);
+    ck_assert_msg(strstr(mtft_error_last()->message, "select_metric 'accuracy' is not a regression metric") &&
+                      strstr(mtft_error_last()->message, "pearson, spearman, rmse, mae"),
+                  "%s", mtft_error_last()->message);
+    /* span_f1 on a tag set that is not BIO (O/X) is never reported: refused at add_task */
+    mtft_task *tag = extra_task(&f, "tag_span", "tag", MTFT_TASK_TAGGING, "span_f1");
+    ck_assert_int_eq(mtft_trainer_new(&tr, f.m, &o), MTFT_OK);
+    ck_assert_int_eq(mtft_trainer_add_task(tr, tag, NULL), MTFT_EINVAL);
+    ck_assert_msg(strstr(mtft_error_last()->message, "select_metric span_f1 needs BIO/IOBES tags"), "%s",
+                  mtft_error_last()->message);
+    ck_assert_int_eq(mtft_trainer_n_tasks(tr), 0);
+    mtft_trainer_free(tr);
+    mtft_task_free(tag);
+    /* exact_match needs greedy decodes, hence the tokenizer */
+    write_extra("gen", 2);
+    mtft_task *gen = extra_task(&f, "gen_em", "gen", MTFT_TASK_GENERATION, "exact_match");
+    ck_assert_int_eq(mtft_trainer_new(&tr, f.m, &o), MTFT_OK);
+    ck_assert_int_eq(mtft_trainer_add_task(tr, gen, NULL), 0);
+    ck_assert_int_eq(mtft_trainer_primary_metric(tr, 0), MTFT_METRIC_EXACT_MATCH);
+    ck_assert_int_eq(mtft_trainer_evaluate(tr, MTFT_SPLIT_DEV, 4), MTFT_ESTATE);
+    ck_assert_msg(strstr(mtft_error_last()->message, "mtft_trainer_set_tokenizer"), "%s", mtft_error_last()->message);
+    ck_assert_int_eq(mtft_trainer_run(tr), MTFT_ESTATE);
+    mtft_trainer_free(tr);
+    mtft_task_free(gen);
+    fx_free(&f);
+}
+END_TEST
+
 static Suite *mtft_test_trainer_suite(void) {
     Suite *s = suite_create("trainer");
     TCase *tc = tcase_create("api");
@@ -1074,6 +1295,11 @@ static Suite *mtft_test_trainer_suite(void) {
     tcase_add_test(tc, test_trainer_generation_exact_match);
     tcase_add_test(tc, test_trainer_best_checkpoint_saved);
     suite_add_tcase(s, tc);
+    TCase *tm = tcase_create("metrics"); /* metric names and the selection metric */
+    tcase_set_timeout(tm, 600);
+    tcase_add_test(tm, test_trainer_metric_names_agree);
+    tcase_add_test(tm, test_trainer_select_metric);
+    suite_add_tcase(s, tm);
     return s;
 }
 

@@ -137,7 +137,7 @@ static void print_table(mtft_trainer *tr, mtft_task **tasks, int n, const char *
     for (int k = 0; k < n; k++) {
         const mtft_task_type ty = mtft_task_type_of(tasks[k]);
         const char *name = mtft_task_name(tasks[k]);
-        mtft_metric ms[3];
+        mtft_metric ms[16];
         int nm = 0;
         const char *fk1 = NULL, *fk2 = NULL;
         switch (ty) {
@@ -167,18 +167,30 @@ static void print_table(mtft_trainer *tr, mtft_task **tasks, int n, const char *
             ms[nm++] = MTFT_METRIC_ACCURACY;
             break;
         }
+        const mtft_metric floor_metric = ms[0]; /* the metric the baseline floors measure */
+        const int listed = mtft_task_n_metrics(tasks[k]);
+        if (listed > 0) { /* the task's metrics: list, in its order */
+            nm = 0;
+            for (int i = 0; i < listed && nm < (int)(sizeof ms / sizeof ms[0]); i++)
+                if (mtft_metric_from_name(mtft_task_metric(tasks[k], i), &ms[nm]) == 0) nm++;
+        }
+        int rows = 0;
         for (int i = 0; i < nm; i++) {
             double v = NAN, f1 = NAN, f2 = NAN;
-            if (mtft_trainer_eval_value(tr, k, split, ms[i], &v, NULL) < 0) continue;
-            char s1[32] = "", s2[32] = "", sn[32] = "";
+            char sv[32] = "-", s1[32] = "", s2[32] = "", sn[32] = "";
+            if (mtft_trainer_eval_value(tr, k, split, ms[i], &v, NULL) == 0)
+                snprintf(sv, sizeof sv, "%.4f", v);
+            else if (listed == 0)
+                continue; /* not reported for this task (and not asked for) */
             /* the floors are test-split numbers */
-            if (split == MTFT_SPLIT_TEST && i == 0 && fk1 && baseline(bj, name, fk1, &f1) == 0)
+            if (split == MTFT_SPLIT_TEST && ms[i] == floor_metric && fk1 && baseline(bj, name, fk1, &f1) == 0)
                 snprintf(s1, sizeof s1, "%.4f", f1);
-            if (split == MTFT_SPLIT_TEST && i == 0 && fk2 && baseline(bj, name, fk2, &f2) == 0)
+            if (split == MTFT_SPLIT_TEST && ms[i] == floor_metric && fk2 && baseline(bj, name, fk2, &f2) == 0)
                 snprintf(s2, sizeof s2, "%.4f", f2);
-            if (i == 0) snprintf(sn, sizeof sn, "%lld", (long long)mtft_task_count(tasks[k], split));
-            printf("%-20s %-15s %-15s %9.4f %10s %12s %8s\n", i == 0 ? name : "", i == 0 ? mtft_task_type_name(ty) : "",
-                   mtft_metric_name(ms[i]), v, s1, s2, sn);
+            if (rows == 0) snprintf(sn, sizeof sn, "%lld", (long long)mtft_task_count(tasks[k], split));
+            printf("%-20s %-15s %-15s %9s %10s %12s %8s\n", rows == 0 ? name : "", rows == 0 ? mtft_task_type_name(ty) : "",
+                   mtft_metric_name(ms[i]), sv, s1, s2, sn);
+            rows++;
         }
     }
     printf("(majority/naive-Bayes: the floors of %s; for regression the RMSE of predicting the mean and of a\n"

@@ -1312,6 +1312,34 @@ static int decode_str(const mtft_tokenizer *tok, const int32_t *ids, int n, char
     return MTFT_OK;
 }
 
+/* Length of the valid UTF-8 sequence at s (RFC 3629: no overlongs, no
+ * surrogates, at most U+10FFFF), 0 when s does not start one. */
+static int utf8_len(const unsigned char *s) {
+    const unsigned c = s[0];
+    if (c < 0x80) return 1;
+    int n;
+    unsigned lo = 0x80, hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF) n = 2;
+    else if (c >= 0xE0 && c <= 0xEF) n = 3, lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
+    else if (c >= 0xF0 && c <= 0xF4) n = 4, lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
+    else return 0;
+    if (s[1] < lo || s[1] > hi) return 0;
+    for (int i = 2; i < n; i++)
+        if (s[i] < 0x80 || s[i] > 0xBF) return 0;
+    return n;
+}
+
+/* A model may decode to bytes that are not UTF-8 (byte-level BPE pieces of a
+ * character): each such byte becomes '?' so chrF can score the hypothesis. */
+static void utf8_scrub(char *str) {
+    unsigned char *s = (unsigned char *)str;
+    while (*s) {
+        const int n = utf8_len(s);
+        if (n == 0) *s++ = '?';
+        else s += n;
+    }
+}
+
 /* Greedy continuation of ex's prompt with task k's LoRA and head, up to the
  * reference length + 4 tokens (and max_len), stopping at eos; the decoded
  * hypothesis and reference (target without its eos) go to acc. seq and pred
@@ -1353,6 +1381,7 @@ static int gen_example(mtft_trainer *tr, int k, const mtft_example *ex, mtft_met
     char *hs = NULL, *rs = NULL;
     if ((rc = decode_str(tr->gen_tok, seq + L0, L - L0, &hs)) >= 0 &&
         (rc = decode_str(tr->gen_tok, ref, nref, &rs)) >= 0) {
+        utf8_scrub(hs);
         const char *h1 = hs, *r1 = rs;
         rc = mtft_metrics_add_text(acc, &h1, &r1, 1);
     }
@@ -1532,8 +1561,12 @@ int mtft_trainer_evaluate(mtft_trainer *tr, mtft_split split, int64_t max_exampl
             return mtft__err(MTFT_ESTATE, "trainer: task '%s': the selection metric %s was not computed on %s",
                              tr->names[k], mtft_metric_name(pm), mtft_split_name(split));
         double v = r->v[pm];
-        if (mtft_metric_lower_is_better(pm)) v = -v;
-        if (!isfinite(v) || !r->def[pm]) v = 0.0;
+        if (mtft_metric_lower_is_better(pm)) {
+            /* a non-finite error (diverged predictions) must never look best */
+            v = isfinite(v) && r->def[pm] ? -v : -INFINITY;
+        } else if (!isfinite(v) || !r->def[pm]) {
+            v = 0.0; /* undefined (pearson of a constant prediction): no signal */
+        }
         score += v;
         ns++;
     }
