@@ -34,8 +34,10 @@
  *   tagging         token_accuracy, tag_micro_f1, tag_macro_f1 (+ span_f1 for BIO tags)
  *   generation      perplexity, nll and teacher-forced token_accuracy of the target;
  *                   with mtft_trainer_set_tokenizer also exact_match and chrf of greedy decodes
- * The selection score is the mean over tasks of each task's primary metric
- * (accuracy, token_accuracy, pearson, or -log perplexity): the best dev
+ * The selection score is the mean over tasks of each task's primary metric:
+ * the task's select_metric (mtft_task_options; lower-is-better metrics rmse,
+ * mae, perplexity and nll count negated), by default accuracy,
+ * token_accuracy, pearson or -nll by type. The best dev
  * score keeps a copy of the trainable weights, early stopping counts
  * evaluations without improvement, and at the end of run() the best weights
  * are restored.
@@ -237,7 +239,7 @@ MTFT_API int mtft_trainer_evaluate(mtft_trainer *tr, mtft_split split, int64_t m
  * defined (may be NULL) as in mtft_metrics_value. */
 MTFT_API int mtft_trainer_eval_value(const mtft_trainer *tr, int task, mtft_split split, mtft_metric metric,
                                      double *value, int *defined);
-/* The primary metric of a task (see above) and the selection score of the
+/* The primary (selection) metric of a task (see above) and the selection score of the
  * last evaluation of a split. */
 MTFT_API mtft_metric mtft_trainer_primary_metric(const mtft_trainer *tr, int task);
 MTFT_API int mtft_trainer_eval_score(const mtft_trainer *tr, mtft_split split, double *score);
