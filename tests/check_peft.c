@@ -928,8 +928,9 @@ END_TEST
 /* ---- the fused LoRA op ----------------------------------------------------------- */
 
 /* Three LoRAs in one group on a batch of U units (RPU rows each): entry 0
- * on units [1, 3), entry 1 on all units, entry 2 on [3, U) (so the first
- * entry, which stores a fresh dx, covers only some rows); y0 + the LoRAs
+ * on units [1, 3), entry 1 on all units (disjoint: on unit 0 only), entry 2
+ * on [3, U) (so the first entry, which stores a fresh dx, covers only some
+ * rows; disjoint entries run as one wave); y0 + the LoRAs
  * through the fused op (fused = 1) or through lora_down + lora_add (the
  * BLAS path, fused = 0). With split, the group's gradient is split in 3
  * parts at units {0, 1, 3, U}. Outputs: y, dx and the gradient blocks
@@ -937,6 +938,7 @@ END_TEST
 typedef struct lf_case {
     int64_t U, RPU, I, O, R;
     int split;
+    int disjoint; /* entry 1 on unit 0 only: the three entries are disjoint (one wave) */
 } lf_case;
 
 static size_t lf_run(const lf_case *c, int fused, float *y_out, float *dx_out, float *g_out) {
@@ -967,7 +969,7 @@ static size_t lf_run(const lf_case *c, int fused, float *y_out, float *dx_out, f
     int64_t sx[3] = {c->U, c->RPU, c->I}, sy[3] = {c->U, c->RPU, c->O};
     mtft_tensor *x = mtft_from_data(g, 3, sx, xd), *y0 = mtft_from_data(g, 3, sy, yd), *y;
     ck_assert_int_eq(mtft_tensor_set_requires_grad(g, x, 1), MTFT_OK);
-    int64_t u0[3] = {1, 0, 3}, nu[3] = {2, c->U, c->U - 3};
+    int64_t u0[3] = {1, 0, 3}, nu[3] = {2, c->disjoint ? 1 : c->U, c->U - 3};
     float sc[3] = {2.0f, 0.5f, 1.25f};
     if (fused) {
         y = mtft_peft__lora_fused(g, x, y0, 3, A, B, u0, nu, sc);
@@ -1011,8 +1013,9 @@ START_TEST(test_peft_lora_fused_vs_blas) {
      * same bits on 1 and 2 threads. Tolerance 2e-5 + 1e-4 |ref| (different
      * summation order and FMA). */
     const lf_case cases[] = {
-        {4, 3, 21, 37, 8, 1}, {4, 3, 21, 37, 3, 0}, {5, 2, 48, 80, 16, 1}, {5, 40, 101, 300, 8, 1},
-        {5, 40, 101, 300, 3, 0}, {6, 24, 64, 256, 8, 0},
+        {4, 3, 21, 37, 8, 1, 0},     {4, 3, 21, 37, 3, 0, 0},      {5, 2, 48, 80, 16, 1, 0},
+        {5, 40, 101, 300, 8, 1, 0}, {5, 40, 101, 300, 3, 0, 0}, {6, 24, 64, 256, 8, 0, 0},
+        {5, 40, 101, 300, 8, 1, 1}, {6, 24, 64, 256, 3, 0, 1},
     };
     for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
         const lf_case *c = &cases[ci];

@@ -360,107 +360,179 @@ static int segments(mtft_graph *g, mtft_tensor *A, mtft_tensor *B, int64_t Ntot,
     return c;
 }
 
-/* One pass over each entry's rows, in fixed chunks of LF_CHUNK rows (never
- * across a part boundary), each chunk on one thread, tile by tile:
+/* Waves: consecutive entries whose row ranges are pairwise disjoint (the
+ * usual mixed batch: one entry per task) run in one parallel region; an
+ * entry that overlaps one of the current wave (a shared LoRA and a task's)
+ * starts the next wave. wave[e] = the wave of entry e; returns the count.
+ * mark: U ints of scratch. */
+static int waves(const lf_entry *es, int n, int64_t rpu, int64_t U, int *mark, int *wave) {
+    for (int64_t u = 0; u < U; u++) mark[u] = -1;
+    int w = 0;
+    for (int e = 0; e < n; e++) {
+        const int64_t u0 = es[e].r0 / rpu, u1 = (es[e].r0 + es[e].n) / rpu;
+        int clash = 0;
+        for (int64_t u = u0; u < u1 && !clash; u++) clash = mark[u] == w;
+        if (clash) w++;
+        for (int64_t u = u0; u < u1; u++) mark[u] = w;
+        wave[e] = w;
+    }
+    return w + 1;
+}
+
+/* Per entry of a backward: its segments and its chunks' range. */
+typedef struct lf_bw {
+    lf_seg seg[64];
+    int ns, needA, needB, store;
+    int64_t c_first, c_count; /* chunks [c_first, c_first + c_count) */
+    float *dh;                /* [n, R] */
+} lf_bw;
+
+/* Backward: one pass over each entry's rows, in fixed chunks of LF_CHUNK
+ * rows (never across a part boundary), each chunk on one thread, tile by
+ * tile:
  *   dh = s dy_tile B; dx_tile += dh A; PA_c += dh^T x_tile; PB_c += h^T dy_tile
  * so dy and x are read once while they sit in L2. Then dA += sum_c PA_c and
  * dB += s sum_c PB_c^T, chunks in order, parallel over columns: the same
- * bits for any thread count. */
+ * bits for any thread count. The chunks of a wave's entries share one
+ * parallel region, and so do their reductions. */
 static int lora_fused_backward(mtft_graph *g, mtft_node *nd) {
     lf_saved *s = nd->saved;
+    const int n = s->n;
+    const lf_entry *es = s->e;
     mtft_tensor *x = nd->in[0], *y = nd->out;
     const float *dy = y->grad;
-    const int64_t I = x->ne[x->ndim - 1], O = y->ne[y->ndim - 1], Ntot = mtft__rows(x);
-    /* a fresh dx (no other consumer of x ran yet, the usual case: this node
-     * runs before the base projection's backward) is stored, not zeroed
-     * and added to: entry 0 stores its rows, the rows it does not cover are
-     * zeroed here, later entries add */
+    const int64_t I = x->ne[x->ndim - 1], O = y->ne[y->ndim - 1], Ntot = mtft__rows(x), U = x->ne[0];
+    const int64_t rpu = Ntot / U;
+    /* A fresh dx (no other consumer of x ran yet: the usual case, as this
+     * node runs before the base projection's backward) is stored, not
+     * zeroed and added to: an entry whose rows no earlier entry covered
+     * stores them, rows no entry covers are zeroed, the others add. */
     int fresh = 0;
     float *dx = mtft__grad_w(g, x, &fresh);
     if (g->status < 0) return g->status;
-    if (fresh) {
-        const lf_entry *e0 = &s->e[0];
-        memset(dx, 0, (size_t)(e0->r0 * I) * sizeof(float));
-        memset(dx + (e0->r0 + e0->n) * I, 0, (size_t)((Ntot - e0->r0 - e0->n) * I) * sizeof(float));
+    lf_bw *bw = mtft__scratch(g, (size_t)n * sizeof *bw);
+    int *mark = mtft__scratch(g, (size_t)U * sizeof(int)), *wave = mtft__scratch(g, (size_t)n * sizeof(int));
+    if (!bw || !mark || !wave) return MTFT_ENOMEM;
+    /* mark[u]: 1 covered by an earlier entry, 2 stored by one */
+    for (int64_t u = 0; u < U; u++) mark[u] = 0;
+    for (int e = 0; e < n; e++) {
+        const int64_t u0 = es[e].r0 / rpu, u1 = (es[e].r0 + es[e].n) / rpu;
+        bw[e].store = fresh;
+        for (int64_t u = u0; u < u1; u++) bw[e].store &= !mark[u];
+        for (int64_t u = u0; u < u1; u++) mark[u] = bw[e].store ? 2 : mark[u] ? mark[u] : 1;
     }
-    for (int ei = 0; ei < s->n; ei++) {
-        const int store = fresh && ei == 0;
-        const lf_entry *e = &s->e[ei];
-        const int64_t R = e->A->ne[0], r0 = e->r0, N = e->n;
-        const int avx = lf_use_avx512(R);
-        const float *A = e->A->data, *Bt = e->Bt, *h = e->h;
-        const float sc = e->scale;
-        enum { CAP = 64 };
-        lf_seg seg[CAP];
-        int ns = segments(g, e->A, e->B, Ntot, r0, N, seg, CAP);
-        if (ns < 0) return ns;
-        int needA = 0, needB = 0;
-        int64_t nch = 0;
-        for (int k = 0; k < ns; k++) {
-            needA |= seg[k].dA != NULL;
-            needB |= seg[k].dB != NULL;
-            nch += (seg[k].p1 - seg[k].p0 + LF_CHUNK - 1) / LF_CHUNK;
+    if (fresh)
+        for (int64_t u = 0; u < U; u++)
+            if (mark[u] != 2) memset(dx + u * rpu * I, 0, (size_t)(rpu * I) * sizeof(float));
+    const int nw = waves(es, n, rpu, U, mark, wave);
+    /* segments, chunks and scratch per entry */
+    int64_t nch = 0, psum = 0;
+    for (int e = 0; e < n; e++) {
+        lf_bw *b = &bw[e];
+        const int64_t R = es[e].A->ne[0];
+        b->ns = segments(g, es[e].A, es[e].B, Ntot, es[e].r0, es[e].n, b->seg, 64);
+        if (b->ns < 0) return b->ns;
+        b->needA = b->needB = 0;
+        b->c_first = nch;
+        for (int k = 0; k < b->ns; k++) {
+            b->needA |= b->seg[k].dA != NULL;
+            b->needB |= b->seg[k].dB != NULL;
+            nch += (b->seg[k].p1 - b->seg[k].p0 + LF_CHUNK - 1) / LF_CHUNK;
         }
-        if (!dx && !needA && !needB) continue;
-        /* chunk c: rows [c0[c], c1[c]), segment cs[c]; partials PA [R, I], PB [R, O] */
-        int64_t *c0 = mtft__scratch(g, (size_t)nch * 2 * sizeof(int64_t));
-        int *cs = mtft__scratch(g, (size_t)nch * sizeof(int));
-        const int64_t psz = R * (I + O);
-        float *part = (needA || needB) ? mtft__scratch(g, (size_t)(nch * psz) * sizeof(float)) : NULL;
-        float *dh = (dx || needA) ? mtft__scratch(g, (size_t)(N * R) * sizeof(float)) : NULL;
-        if (!c0 || !cs || ((needA || needB) && !part) || ((dx || needA) && !dh)) return MTFT_ENOMEM;
-        int64_t *c1 = c0 + nch;
-        for (int k = 0, c = 0; k < ns; k++)
-            for (int64_t a = seg[k].p0; a < seg[k].p1; a += LF_CHUNK, c++) {
+        b->c_count = nch - b->c_first;
+        b->dh = NULL;
+        if (dx || b->needA) {
+            b->dh = mtft__scratch(g, (size_t)(es[e].n * R) * sizeof(float));
+            if (!b->dh) return MTFT_ENOMEM;
+        }
+        if (b->needA || b->needB) psum += b->c_count * R * (I + O);
+    }
+    /* chunk c: rows [c0, c1) of entry ce, segment cs; partials PA [R, I] and
+     * PB [R, O] at part + po */
+    int64_t *c0 = mtft__scratch(g, (size_t)nch * 3 * sizeof(int64_t));
+    int *ce = mtft__scratch(g, (size_t)nch * 2 * sizeof(int));
+    float *part = psum ? mtft__scratch(g, (size_t)psum * sizeof(float)) : NULL;
+    if (!c0 || !ce || (psum && !part)) return MTFT_ENOMEM;
+    int64_t *c1 = c0 + nch, *po = c0 + 2 * nch;
+    int *cs = ce + nch;
+    for (int e = 0, c = 0; e < n; e++)
+        for (int k = 0; k < bw[e].ns; k++)
+            for (int64_t a = bw[e].seg[k].p0; a < bw[e].seg[k].p1; a += LF_CHUNK, c++) {
                 c0[c] = a;
-                c1[c] = a + LF_CHUNK < seg[k].p1 ? a + LF_CHUNK : seg[k].p1;
+                c1[c] = a + LF_CHUNK < bw[e].seg[k].p1 ? a + LF_CHUNK : bw[e].seg[k].p1;
+                ce[c] = e;
                 cs[c] = k;
             }
-#pragma omp parallel for schedule(static) if (N * (I + O) * R > 131072)
-        for (int64_t c = 0; c < nch; c++) {
-            float *PA = part ? part + c * psz : NULL, *PB = part ? PA + R * I : NULL;
-            if (part) memset(PA, 0, (size_t)psz * sizeof(float));
+    for (int64_t c = 0, off = 0; c < nch; c++) {
+        const int e = ce[c];
+        po[c] = off;
+        if (bw[e].needA || bw[e].needB) off += es[e].A->ne[0] * (I + O);
+    }
+    const int64_t nba = (I + LF_COLS - 1) / LF_COLS, nbb = (O + LF_COLS - 1) / LF_COLS;
+    for (int w = 0, e0 = 0; w < nw; w++) {
+        int e1 = e0;
+        while (e1 < n && wave[e1] == w) e1++;
+        const int64_t cf = bw[e0].c_first, cl = bw[e1 - 1].c_first + bw[e1 - 1].c_count;
+        int64_t work = 0;
+        for (int e = e0; e < e1; e++) work += es[e].n * (I + O) * es[e].A->ne[0];
+#pragma omp parallel for schedule(static) if (work > 131072)
+        for (int64_t c = cf; c < cl; c++) {
+            const int e = ce[c];
+            const lf_entry *en = &es[e];
+            const lf_bw *b = &bw[e];
+            const int64_t R = en->A->ne[0], r0 = en->r0;
+            const int avx = lf_use_avx512(R);
+            const int np = b->needA || b->needB;
+            float *PA = np ? part + po[c] : NULL, *PB = np ? PA + R * I : NULL;
+            if (np) memset(PA, 0, (size_t)(R * (I + O)) * sizeof(float));
             for (int64_t a = c0[c]; a < c1[c]; a += LF_ROWS) {
                 const int64_t m = c1[c] - a < LF_ROWS ? c1[c] - a : LF_ROWS;
-                float *dht = dh ? dh + (a - r0) * R : NULL;
-                if (dht) k_down(avx, m, O, R, dy + a * O, O, Bt, O, sc, dht);
-                if (dx) k_up(avx, m, I, R, dht, A, I, dx + a * I, I, !store);
-                if (needA) k_outer(avx, m, I, R, dht, x->data + a * I, I, PA);
-                if (needB) k_outer(avx, m, O, R, h + (a - r0) * R, dy + a * O, O, PB);
+                float *dht = b->dh ? b->dh + (a - r0) * R : NULL;
+                if (dht) k_down(avx, m, O, R, dy + a * O, O, en->Bt, O, en->scale, dht);
+                if (dx) k_up(avx, m, I, R, dht, en->A->data, I, dx + a * I, I, !b->store);
+                if (b->needA) k_outer(avx, m, I, R, dht, x->data + a * I, I, PA);
+                if (b->needB) k_outer(avx, m, O, R, en->h + (a - r0) * R, dy + a * O, O, PB);
             }
         }
-        if (!part) continue;
-        /* reduction: column blocks of dA (I) then of dB (O) */
-        const int64_t nba = needA ? (I + LF_COLS - 1) / LF_COLS : 0, nbb = needB ? (O + LF_COLS - 1) / LF_COLS : 0;
-#pragma omp parallel for schedule(static) if (nch * psz > 65536)
-        for (int64_t b = 0; b < nba + nbb; b++) {
-            const int isA = b < nba;
-            const int64_t C = isA ? I : O, q0 = (isA ? b : b - nba) * LF_COLS;
-            const int64_t q1 = q0 + LF_COLS < C ? q0 + LF_COLS : C;
-            float acc[LF_COLS];
-            for (int64_t r = 0; r < R; r++) {
-                /* chunks of one segment are consecutive: sum them, then add */
-                for (int64_t c = 0; c < nch;) {
-                    const int k = cs[c];
-                    float *dst = isA ? seg[k].dA : seg[k].dB;
-                    for (int64_t q = q0; q < q1; q++) acc[q - q0] = 0.0f;
-                    for (; c < nch && cs[c] == k; c++) {
-                        const float *pc = part + c * psz + (isA ? r * I : R * I + r * O);
-                        for (int64_t q = q0; q < q1; q++) acc[q - q0] += pc[q];
+        /* reduction: column blocks of dA (I) then of dB (O); each block runs
+         * over the wave's entries in order (two entries may share a weight) */
+        if (part) {
+#pragma omp parallel for schedule(static) if (work > 131072)
+            for (int64_t blk = 0; blk < nba + nbb; blk++) {
+                const int isA = blk < nba;
+                const int64_t C = isA ? I : O, q0 = (isA ? blk : blk - nba) * LF_COLS;
+                const int64_t q1 = q0 + LF_COLS < C ? q0 + LF_COLS : C;
+                float acc[LF_COLS];
+                for (int e = e0; e < e1; e++) {
+                    const lf_bw *b = &bw[e];
+                    const int64_t R = es[e].A->ne[0];
+                    if (isA ? !b->needA : !b->needB) continue;
+                    const int64_t cend = b->c_first + b->c_count;
+                    for (int64_t r = 0; r < R; r++) {
+                        /* chunks of one segment are consecutive: sum them, then add */
+                        for (int64_t c = b->c_first; c < cend;) {
+                            const int k = cs[c];
+                            float *dst = isA ? b->seg[k].dA : b->seg[k].dB;
+                            for (int64_t q = q0; q < q1; q++) acc[q - q0] = 0.0f;
+                            for (; c < cend && cs[c] == k; c++) {
+                                const float *pc = part + po[c] + (isA ? r * I : R * I + r * O);
+                                for (int64_t q = q0; q < q1; q++) acc[q - q0] += pc[q];
+                            }
+                            if (!dst) continue;
+                            if (isA)
+                                for (int64_t q = q0; q < q1; q++) dst[r * I + q] += acc[q - q0];
+                            else
+                                for (int64_t q = q0; q < q1; q++) dst[q * R + r] += es[e].scale * acc[q - q0];
+                        }
                     }
-                    if (!dst) continue;
-                    if (isA)
-                        for (int64_t q = q0; q < q1; q++) dst[r * I + q] += acc[q - q0];
-                    else
-                        for (int64_t q = q0; q < q1; q++) dst[q * R + r] += sc * acc[q - q0];
                 }
             }
         }
+        e0 = e1;
     }
     return g->status;
 }
 static const mtft_op_def lora_fused_op = {"peft_lora_fused", lora_fused_backward};
-
 mtft_tensor *mtft_peft__lora_fused(mtft_graph *g, mtft_tensor *x, mtft_tensor *y, int n, mtft_tensor **A,
                                    mtft_tensor **B, const int64_t *u0, const int64_t *nu, const float *scale) {
     if (!mtft__op_begin(g, 2, x, y)) return NULL;
@@ -495,32 +567,48 @@ mtft_tensor *mtft_peft__lora_fused(mtft_graph *g, mtft_tensor *x, mtft_tensor *y
         else if (mtft__needs_grad(B[e])) any = B[e];
     rec = g->grad_enabled && (rec || any);
     lf_entry *es = mtft__scratch(g, (size_t)n * sizeof *es);
-    if (!es) return NULL;
+    float **Bs = mtft__scratch(g, (size_t)n * sizeof *Bs);
+    int64_t *t_first = mtft__scratch(g, (size_t)(n + 1) * sizeof *t_first);
+    int *mark = mtft__scratch(g, (size_t)U * sizeof(int)), *wave = mtft__scratch(g, (size_t)n * sizeof(int));
+    if (!es || !Bs || !t_first || !mark || !wave) return NULL;
+    t_first[0] = 0;
     for (int e = 0; e < n; e++) {
-        const int64_t R = A[e]->ne[0], r0 = u0[e] * rpu, N = nu[e] * rpu;
-        const int avx = lf_use_avx512(R);
+        const int64_t R = A[e]->ne[0], N = nu[e] * rpu;
         lf_entry *t = &es[e];
         t->A = A[e];
         t->B = B[e];
-        t->r0 = r0;
+        t->r0 = u0[e] * rpu;
         t->n = N;
         t->scale = scale[e];
         t->h = mtft__scratch(g, (size_t)(N * R) * sizeof(float));
         t->Bt = mtft__scratch(g, (size_t)(R * O) * sizeof(float));
         /* s B^T for the forward; the saved Bt is unscaled */
-        float *Bs = mtft__scratch(g, (size_t)(R * O) * sizeof(float));
-        if (!t->h || !t->Bt || !Bs) return NULL;
+        Bs[e] = mtft__scratch(g, (size_t)(R * O) * sizeof(float));
+        if (!t->h || !t->Bt || !Bs[e]) return NULL;
         transpose_b(B[e]->data, O, R, t->Bt);
-        for (int64_t i = 0; i < R * O; i++) Bs[i] = scale[e] * t->Bt[i];
-        const float *xe = x->data + r0 * I, *Ad = A[e]->data;
-        float *ye = y->data + r0 * O, *h = t->h;
-        const int64_t nrb = (N + LF_ROWS - 1) / LF_ROWS;
-#pragma omp parallel for schedule(static) if (N * (I + O) * R > 131072)
-        for (int64_t rb = 0; rb < nrb; rb++) {
-            int64_t a = rb * LF_ROWS, m = N - a < LF_ROWS ? N - a : LF_ROWS;
-            k_down(avx, m, I, R, xe + a * I, I, Ad, I, 1.0f, h + a * R);
-            k_up(avx, m, O, R, h + a * R, Bs, O, ye + a * O, O, 1);
+        for (int64_t i = 0; i < R * O; i++) Bs[e][i] = scale[e] * t->Bt[i];
+        t_first[e + 1] = t_first[e] + (N + LF_ROWS - 1) / LF_ROWS; /* row tiles */
+    }
+    /* h = x A^T and y += h (s B^T), tile by tile; a wave's tiles in one region */
+    const int nw = waves(es, n, rpu, U, mark, wave);
+    for (int w = 0, e0 = 0; w < nw; w++) {
+        int e1 = e0;
+        int64_t work = 0;
+        for (; e1 < n && wave[e1] == w; e1++) work += es[e1].n * (I + O) * A[e1]->ne[0];
+        const int64_t tf = t_first[e0], tl = t_first[e1];
+#pragma omp parallel for schedule(static) if (work > 131072)
+        for (int64_t ti = tf; ti < tl; ti++) {
+            int e = e0;
+            while (t_first[e + 1] <= ti) e++;
+            const lf_entry *t = &es[e];
+            const int64_t R = t->A->ne[0], a = t->r0 + (ti - t_first[e]) * LF_ROWS;
+            const int64_t m = t->r0 + t->n - a < LF_ROWS ? t->r0 + t->n - a : LF_ROWS;
+            const int avx = lf_use_avx512(R);
+            float *h = t->h + (a - t->r0) * R;
+            k_down(avx, m, I, R, x->data + a * I, I, t->A->data, I, 1.0f, h);
+            k_up(avx, m, O, R, h, Bs[e], O, y->data + a * O, O, 1);
         }
+        e0 = e1;
     }
     if (!rec) return y;
     mtft_node *nd = any ? mtft__record(g, &lora_fused_op, y, 2, x, any) : mtft__record(g, &lora_fused_op, y, 1, x);
