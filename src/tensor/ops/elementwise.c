@@ -104,7 +104,8 @@ static int ew_backward(mtft_graph *g, mtft_node *n) {
     int fresh = 0;
     /* b first: its gradient reads dy, which a may take over below */
     float *db = mtft__grad_w(g, b, &fresh);
-    if (db) ew_grad_b(kind, fresh, db, dy, a->data, R, S);
+    if (db && R == 1 && kind == EW_ADD) ew_grad_a(EW_ADD, fresh, db, dy, NULL, 1, S); /* same shape: a copy */
+    else if (db) ew_grad_b(kind, fresh, db, dy, a->data, R, S);
     if (g->status < 0) return g->status;
     /* a residual add: a takes dy's buffer as its gradient (no copy) */
     if (kind != EW_MUL && mtft__grad_adopt(g, n, a)) return MTFT_OK;
