@@ -61,15 +61,19 @@ mtft_tensor *mtft_model_hidden_cached(mtft_model *m, mtft_graph *g, mtft_kv_cach
         if (ids[i] < 0 || ids[i] >= m->cfg.vocab_size)
             return mtft__op_fail(g, MTFT_ERANGE, "model_hidden_cached: ids[%d] = %d outside [0, %d)", i, (int)ids[i],
                                  m->cfg.vocab_size);
+    return mtft_nn__kv_forward(m, g, &c->kv, ids, n);
+}
+
+mtft_tensor *mtft_nn__kv_forward(mtft_model *m, mtft_graph *g, mtft_nn_kv *kv, const int32_t *ids, int n) {
     mtft_nn_ctx ctx;
     memset(&ctx, 0, sizeof ctx);
     ctx.m = m;
     ctx.g = g;
     ctx.B = 1;
     ctx.T = n;
-    ctx.kv = &c->kv;
-    ctx.pos0 = c->kv.len;
+    ctx.kv = kv;
+    ctx.pos0 = kv->len;
     mtft_tensor *h = mtft_nn__forward(&ctx, ids);
-    if (h) c->kv.len += n; /* a failed forward leaves len; entries past it are ignored */
+    if (h) kv->len += n; /* a failed forward leaves len; entries past it are ignored */
     return h;
 }

@@ -268,17 +268,8 @@ static mtft_tensor *cached_step(mtft_model *m, mtft_graph *g, mtft_nn_kv *kv, co
                                 int last_only) {
     if (kv->len + n > kv->n_ctx)
         return fail(g, MTFT_ERANGE, "kv cache: %d positions exceed its capacity %d", kv->len + n, kv->n_ctx);
-    mtft_nn_ctx ctx;
-    memset(&ctx, 0, sizeof ctx);
-    ctx.m = m;
-    ctx.g = g;
-    ctx.B = 1;
-    ctx.T = n;
-    ctx.kv = kv;
-    ctx.pos0 = kv->len;
-    mtft_tensor *h = mtft_nn__forward(&ctx, ids);
+    mtft_tensor *h = mtft_nn__kv_forward(m, g, kv, ids, n);
     if (!h) return NULL;
-    kv->len += n;
     if (last_only && n > 1) h = mtft_slice(g, h, 1, n - 1, 1);
     return mtft_model_logits(m, g, h);
 }

@@ -93,6 +93,9 @@ mtft_tensor *mtft_nn__rope(mtft_graph *g, mtft_tensor *x, int pos0, float theta)
 int mtft_nn__model_alloc(mtft_model **out, const mtft_model_config *cfg);
 
 int mtft_nn__kv_init(mtft_nn_kv *kv, const mtft_model_config *cfg, int capacity);
+/* ids[0..n) (one sequence) at positions kv->len.. through the cache: final-
+ * normed hidden [1,n,C]; kv->len advances on success (src/nn/kv_cache.c). */
+mtft_tensor *mtft_nn__kv_forward(mtft_model *m, mtft_graph *g, mtft_nn_kv *kv, const int32_t *ids, int n);
 void mtft_nn__kv_dispose(mtft_nn_kv *kv);
 /* Run ids[0..n) through the KV-cache path in chunks of `chunk` tokens (<= 0:
  * one chunk) starting from an empty cache; logits_out gets n rows of V. */
