@@ -369,7 +369,7 @@ END_TEST
  * hidden states and LoRA gradients of separate single-task batches, and the
  * shared LoRA's per-task gradients (split group) equal the single-task
  * gradients. */
-static void mixed_vs_separate(mtft_arch arch, int kind) {
+static void mixed_vs_separate(mtft_arch arch, int kind, int rank) {
     enum { K = 3, B = 6, T = 4 };
     mtft_model *m = tiny_model(arch, 7);
     int C = m->cfg.n_embd;
@@ -377,7 +377,7 @@ static void mixed_vs_separate(mtft_arch arch, int kind) {
     ck_assert_int_eq(mtft_peft_new(&p, m, K), MTFT_OK);
     mtft_param_group *tg[K] = {0}, *sg = NULL;
     mtft_lora_options o = MTFT_LORA_OPTIONS_INIT;
-    o.rank = 2;
+    o.rank = rank;
     o.alpha = 4.0f;
     o.target_modules = arch == MTFT_ARCH_GPT2 ? "*" : "q_proj|v_proj|mlp.*";
     for (int k = 0; k < K; k++) {
@@ -468,26 +468,31 @@ static void mixed_vs_separate(mtft_arch arch, int kind) {
 }
 
 START_TEST(test_peft_lora_mixed_vs_separate) {
-    mixed_vs_separate(MTFT_ARCH_GPT2, 0);
-    mixed_vs_separate(MTFT_ARCH_LLAMA, 0);
+    /* rank 2: the BLAS path (lora_down + lora_add); rank 8: the fused op
+     * where the CPU has its AVX-512 kernels */
+    for (int rank = 2; rank <= 8; rank += 6) {
+        mixed_vs_separate(MTFT_ARCH_GPT2, 0, rank);
+        mixed_vs_separate(MTFT_ARCH_LLAMA, 0, rank);
+    }
 }
 END_TEST
 
 START_TEST(test_peft_adapter_ia3_mixed_vs_separate) {
-    mixed_vs_separate(MTFT_ARCH_GPT2, 1);
-    mixed_vs_separate(MTFT_ARCH_LLAMA, 1);
-    mixed_vs_separate(MTFT_ARCH_GPT2, 2);
-    mixed_vs_separate(MTFT_ARCH_LLAMA, 2);
+    mixed_vs_separate(MTFT_ARCH_GPT2, 1, 2);
+    mixed_vs_separate(MTFT_ARCH_LLAMA, 1, 2);
+    mixed_vs_separate(MTFT_ARCH_GPT2, 2, 2);
+    mixed_vs_separate(MTFT_ARCH_LLAMA, 2, 2);
 }
 END_TEST
 
 START_TEST(test_peft_lora_grad) {
-    for (int arch = 0; arch < 2; arch++) {
-        mtft_model *m = tiny_model((mtft_arch)arch, 5);
+    /* rank 2: the BLAS path; rank 8: the fused op (where AVX-512 serves it) */
+    for (int arch = 0; arch < 4; arch++) {
+        mtft_model *m = tiny_model((mtft_arch)(arch % 2), 5);
         mtft_peft *p = NULL;
         ck_assert_int_eq(mtft_peft_new(&p, m, 2), MTFT_OK);
         mtft_lora_options o = MTFT_LORA_OPTIONS_INIT;
-        o.rank = 2;
+        o.rank = arch < 2 ? 2 : 8;
         o.alpha = 3.0f;
         o.target_modules = "*";
         mtft_param_group *t0 = NULL, *sh = NULL;

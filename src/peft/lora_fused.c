@@ -65,6 +65,8 @@ static int lf_use_avx512(int64_t R) {
 #endif
 }
 
+int mtft_peft__lora_fused_fast(int64_t R) { return lf_use_avx512(R); }
+
 /* ---- portable kernels ------------------------------------------------------------ */
 
 /* h[n*R + r] = alpha * sum_k x[n*ldx + k] W[r*ldw + k], rows [0, N). */

@@ -5,8 +5,9 @@
  *   in-hook:  (IA)3 ff: x rows of task k *= l_ff_k            (MLP down projection input)
  *   hook:     1. y += shared LoRA(x) on all rows; y rows of task k += LoRA_k(x_k)
  *                (one in-place fused node, lora_fused.c: small-rank kernels per task's
- *                rows); LoRAs with active dropout and Poly_k(x_k) go through the
- *                in-place lora_add node (a GEMM per task)
+ *                rows, where they have AVX-512 kernels for the rank); other ranks, LoRAs
+ *                with active dropout and Poly_k(x_k) go through the in-place lora_add
+ *                node (a GEMM per task)
  *             2. (IA)3: y rows of task k *= (1, l_k, l_v)  (k/v projections)
  *             3. adapters at the attention / MLP output: y_k += up(act(down(y_k)));
  *                ScaLearn targets: y_t = sum_j w_j (y_t + adapter_j(y_t))
@@ -413,7 +414,7 @@ mtft_tensor *mtft_peft__proj_hook(mtft_nn_ctx *ctx, const char *name, mtft_tenso
     } while (0)
 #define PUSH_LORA(lo_, u0_, nu_)                                                                     \
     do {                                                                                             \
-        if (fusable && !((lo_)->dropout > 0.0f && g->training)) {                                    \
+        if (fusable && !((lo_)->dropout > 0.0f && g->training) && mtft_peft__lora_fused_fast((lo_)->rank)) { \
             fa[nf] = (lo_)->A[slot], fb[nf] = (lo_)->B[slot], fu0[nf] = (u0_), fnu[nf] = (nu_);       \
             fsc[nf++] = (lo_)->scale;                                                                \
         } else {                                                                                     \

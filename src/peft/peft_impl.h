@@ -109,6 +109,11 @@ mtft_tensor *mtft_peft__lora_down(mtft_graph *g, mtft_tensor *x, mtft_tensor *A,
  * partition when their group is split. Returns y. */
 mtft_tensor *mtft_peft__lora_fused(mtft_graph *g, mtft_tensor *x, mtft_tensor *y, int n, mtft_tensor **A,
                                    mtft_tensor **B, const int64_t *u0, const int64_t *nu, const float *scale);
+/* 1 when the fused op has its fast (AVX-512) kernels for rank R on this CPU
+ * (x86-64 with AVX-512, R a multiple of 8). The hooks use the fused op only
+ * then: for other ranks OpenBLAS's thin GEMMs (lora_down + lora_add) beat
+ * its portable kernels. */
+int mtft_peft__lora_fused_fast(int64_t R);
 /* Tests: 1 makes the fused LoRA op use its portable kernels even where the
  * AVX-512 ones would serve. */
 void mtft_peft__lora_force_generic(int on);
