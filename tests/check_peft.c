@@ -1070,6 +1070,69 @@ START_TEST(test_peft_lora_fused_vs_blas) {
 }
 END_TEST
 
+/* Gradients split over 70 parts (more than one per task is ever needed in
+ * practice, but the op must take any count): one LoRA on all rows, fused
+ * vs the BLAS path, every part's block; 2e-5 + 1e-4 |ref|. */
+static void lf_many_parts(int fused, float *out, size_t *nf_out) {
+    enum { P = 70, RPU = 2, I = 16, O = 24, R = 8 };
+    mtft_param_group *pg = NULL;
+    ck_assert_int_eq(mtft_param_group_new(&pg, "lf"), MTFT_OK);
+    int64_t sa[2] = {R, I}, sb[2] = {O, R};
+    mtft_tensor *A = mtft_param_group_add(pg, "A", 2, sa), *B = mtft_param_group_add(pg, "B", 2, sb);
+    ck_assert_int_eq(mtft_param_group_alloc(pg), MTFT_OK);
+    ck_assert_int_eq(mtft_param_group_set_trainable(pg, 1), MTFT_OK);
+    ck_assert_int_eq(mtft_param_group_set_split(pg, P), MTFT_OK);
+    rand_group(pg, 51, -0.5f, 0.5f);
+    mtft_graph *g = new_graph();
+    int64_t part[P + 1];
+    for (int k = 0; k <= P; k++) part[k] = k;
+    ck_assert_int_eq(mtft_graph_set_row_partition(g, P, part), MTFT_OK);
+    float *xd = malloc(P * RPU * I * sizeof(float)), *yd = malloc(P * RPU * O * sizeof(float));
+    float *dy = malloc(P * RPU * O * sizeof(float));
+    mtft_test_fill(xd, P * RPU * I, 52, -1.0f, 1.0f);
+    mtft_test_fill(yd, P * RPU * O, 53, -1.0f, 1.0f);
+    mtft_test_fill(dy, P * RPU * O, 54, -1.0f, 1.0f);
+    int64_t sx[3] = {P, RPU, I}, sy[3] = {P, RPU, O}, u0 = 0, nu = P;
+    float sc = 0.75f;
+    mtft_tensor *x = mtft_from_data(g, 3, sx, xd), *y = mtft_from_data(g, 3, sy, yd);
+    if (fused) {
+        y = mtft_peft__lora_fused(g, x, y, 1, &A, &B, &u0, &nu, &sc);
+    } else {
+        int wt = 1;
+        mtft_tensor *h = mtft_peft__lora_down(g, x, A, u0, nu);
+        y = mtft_peft__lora_add(g, y, 1, &h, &B, &u0, &nu, &sc, &wt);
+    }
+    if (!y) ck_abort_msg("lora forward failed: %s", mtft_error_last()->message);
+    ck_assert_int_eq(mtft_graph_backward(g, y, dy), MTFT_OK);
+    size_t nf = 0;
+    for (int k = 0; k < P; k++) {
+        const float *gk = mtft_param_group_split_grad(pg, k, &nf);
+        ck_assert_ptr_nonnull(gk);
+        memcpy(out + (size_t)k * nf, gk, nf * sizeof(float));
+    }
+    *nf_out = nf * P;
+    free(xd);
+    free(yd);
+    free(dy);
+    mtft_graph_free(g);
+    mtft_param_group_free(pg);
+}
+
+START_TEST(test_peft_lora_fused_many_parts) {
+    float *a = calloc(70 * 512, sizeof(float)), *b = calloc(70 * 512, sizeof(float));
+    size_t na = 0, nb = 0;
+    lf_many_parts(1, a, &na);
+    lf_many_parts(0, b, &nb);
+    ck_assert_uint_eq(na, nb);
+    mtft_assert_close(a, b, (int64_t)na, 1e-4f, 2e-5f, "70 parts: per-part dA, dB");
+    double sum = 0.0;
+    for (size_t i = 0; i < na; i++) sum += fabs(b[i]);
+    ck_assert_double_gt(sum, 1.0);
+    free(a);
+    free(b);
+}
+END_TEST
+
 typedef struct lf_gc {
     int64_t U, RPU, I, O;
     const float *y0;
@@ -1117,6 +1180,7 @@ Suite *mtft_test_peft_suite(void) {
     tcase_add_test(api, test_peft_poly_mix_op);
     tcase_add_test(api, test_peft_poly_one_skill_is_lora);
     tcase_add_test(api, test_peft_lora_fused_vs_blas);
+    tcase_add_test(api, test_peft_lora_fused_many_parts);
     suite_add_tcase(s, api);
     TCase *mixed = tcase_create("mixed");
     tcase_set_timeout(mixed, 120);

@@ -383,7 +383,7 @@ static int waves(const lf_entry *es, int n, int64_t rpu, int64_t U, int *mark, i
 
 /* Per entry of a backward: its segments and its chunks' range. */
 typedef struct lf_bw {
-    lf_seg seg[64];
+    lf_seg *seg; /* one per part of the row partition (or one) */
     int ns, needA, needB, store;
     int64_t c_first, c_count; /* chunks [c_first, c_first + c_count) */
     float *dh;                /* [n, R] */
@@ -432,7 +432,10 @@ static int lora_fused_backward(mtft_graph *g, mtft_node *nd) {
     for (int e = 0; e < n; e++) {
         lf_bw *b = &bw[e];
         const int64_t R = es[e].A->ne[0];
-        b->ns = segments(g, es[e].A, es[e].B, Ntot, es[e].r0, es[e].n, b->seg, 64);
+        const int cap = g->n_parts > 1 ? g->n_parts : 1;
+        b->seg = mtft__scratch(g, (size_t)cap * sizeof *b->seg);
+        if (!b->seg) return MTFT_ENOMEM;
+        b->ns = segments(g, es[e].A, es[e].B, Ntot, es[e].r0, es[e].n, b->seg, cap);
         if (b->ns < 0) return b->ns;
         b->needA = b->needB = 0;
         b->c_first = nch;
