@@ -6,7 +6,7 @@
 # Δm against the single-task runs) at the end.
 #
 #   sh scripts/results.sh            # after `sh scripts/quickstart.sh` (reuses out/quickstart/base)
-#   JOBS=1 sh scripts/results.sh     # one run at a time (default: 2 side by side, 1 thread each)
+#   JOBS=1 THREADS=2 sh scripts/results.sh   # one run at a time on 2 threads (default: 2 side by side, 1 thread each)
 #   SCALE=10 sh scripts/results.sh   # a smoke test: every step count divided by 10
 #
 # Runs are deterministic and resumable: a run whose log already holds its
@@ -16,6 +16,7 @@ set -eu
 cd "$(dirname "$0")/.."
 MTFT=${MTFT:-build/mtft}
 JOBS=${JOBS:-2}
+THREADS=${THREADS:-1}
 SCALE=${SCALE:-1}
 O=out/results
 CFG=examples/configs/quickstart.yaml
@@ -44,7 +45,7 @@ run() {
     fi
     rm -f "$O/$name.jsonl"
     echo "results.sh: $name ($(date -u +%H:%M:%S))"
-    "$MTFT" train "$cfg" --seconds 0 --threads 1 --out "$O/$name" --log "$O/$name.jsonl" "$@" >"$O/$name.txt" 2>&1 ||
+    "$MTFT" train "$cfg" --seconds 0 --threads "$THREADS" --out "$O/$name" --log "$O/$name.jsonl" "$@" >"$O/$name.txt" 2>&1 ||
         { echo "results.sh: $name failed, see $O/$name.txt" >&2; return 1; }
 }
 
