@@ -1,5 +1,5 @@
 /* Gradient buffers for backward kernels that write instead of accumulate.
- * Internal to src/tensor and src/nn; defined in src/tensor/tensor.c.
+ * Internal (src/tensor, src/nn, src/peft); defined in src/tensor/tensor.c.
  *
  * Every backward accumulates (+=) into its inputs' gradients, which
  * mtft__grad hands out zeroed. Most inputs inside a model have exactly one
