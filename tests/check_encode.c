@@ -5,11 +5,9 @@
  * words, CSV-trained tasks, a cache hit and generation with and without eos;
  * and bad records fail naming the field instead of being skipped. Uses
  * GPT-2's tokenizer from data/tokenizer/gpt2. */
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "mtft/data.h"
@@ -20,37 +18,15 @@ static mtft_tokenizer *g_tok;
 static char g_dir[256];
 
 static void setup_all(void) {
-    char e[512], v[512];
-    mtft_test_path(e, sizeof e, "data/tokenizer/gpt2/encoder.json");
-    mtft_test_path(v, sizeof v, "data/tokenizer/gpt2/vocab.bpe");
-    if (mtft_tokenizer_load_gpt2(&g_tok, e, v) != MTFT_OK) {
-        fprintf(stderr, "cannot load the GPT-2 tokenizer: %s\n", mtft_error_last()->message);
-        exit(1);
-    }
+    g_tok = mtft_test_gpt2_tokenizer();
     snprintf(g_dir, sizeof g_dir, "/tmp/mtft_check_encode_XXXXXX");
     if (!mkdtemp(g_dir)) exit(1);
-}
-
-static void rm_rf(const char *dir) {
-    DIR *d = opendir(dir);
-    if (!d) return;
-    struct dirent *de;
-    char p[1024];
-    while ((de = readdir(d))) {
-        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
-        snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
-        struct stat st;
-        if (stat(p, &st) == 0 && S_ISDIR(st.st_mode)) rm_rf(p);
-        else unlink(p);
-    }
-    closedir(d);
-    rmdir(dir);
 }
 
 static void teardown_all(void) {
     mtft_tokenizer_free(g_tok);
     g_tok = NULL;
-    rm_rf(g_dir);
+    mtft_test_rm_rf(g_dir);
 }
 
 /* Write the n lines to <tmp>/name, one per line; returns the path. */

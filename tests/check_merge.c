@@ -356,12 +356,6 @@ static void setup_dir(void) {
     ck_assert_ptr_nonnull(mkdtemp(g_dir));
 }
 
-static void rm_rf(const char *dir) {
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    ck_assert_int_eq(system(cmd), 0);
-}
-
 static const char *path_in(char *buf, size_t n, const char *rel) {
     ck_assert_int_lt(snprintf(buf, n, "%s/%s", g_dir, rel), (int)n);
     return buf;
@@ -481,7 +475,7 @@ START_TEST(test_merge_checkpoints) {
     mtft_assert_close(got, e, 6, 1e-6f, 1e-5f, "linear average");
     mtft_safetensors_close(st);
     mtft_merger_free(m);
-    rm_rf(g_dir);
+    mtft_test_rm_rf(g_dir);
 }
 END_TEST
 
@@ -571,7 +565,7 @@ START_TEST(test_merge_errors) {
     mtft_merger_free(NULL);
     o.version = 99;
     ck_assert_int_eq(mtft_merger_new(&m, &o), MTFT_EINVAL);
-    rm_rf(g_dir);
+    mtft_test_rm_rf(g_dir);
 }
 END_TEST
 
@@ -605,7 +599,7 @@ START_TEST(test_merge_params_resolve) {
     ck_assert_float_eq(mp[1].density, 0.5f);
     ck_assert_float_eq(lam, 3.0f);
     mtft_merger_free(m);
-    rm_rf(g_dir);
+    mtft_test_rm_rf(g_dir);
 }
 END_TEST
 
@@ -719,7 +713,7 @@ START_TEST(test_merge_adapters) {
         if (which) ck_assert_ptr_nonnull(strstr(msg, "[4, 2]"));
         mtft_merger_free(m);
     }
-    rm_rf(g_dir);
+    mtft_test_rm_rf(g_dir);
 }
 END_TEST
 
@@ -824,7 +818,7 @@ START_TEST(test_merge_peft_roundtrip) {
         mtft_peft_free(p2);
         mtft_model_free(m2);
         free(b0), free(w0), free(w1), free(want);
-        rm_rf(g_dir);
+        mtft_test_rm_rf(g_dir);
     }
 }
 END_TEST
@@ -919,7 +913,7 @@ START_TEST(test_merge_yaml) {
         if (!strstr(msg, want) || !strstr(msg, bad[i].want2))
             ck_abort_msg("case %zu: message '%s' lacks '%s' / '%s'", i, msg, want, bad[i].want2);
     }
-    rm_rf(g_dir);
+    mtft_test_rm_rf(g_dir);
 }
 END_TEST
 
@@ -1028,7 +1022,7 @@ START_TEST(test_merge_adamerging) {
     ck_assert_float_eq_tol(lam[0], 2.0f, 1e-6f);
     mtft_param_group_free(pg);
     mtft_merger_free(m);
-    rm_rf(g_dir);
+    mtft_test_rm_rf(g_dir);
 }
 END_TEST
 

@@ -62,12 +62,6 @@ static int write_tasks(void) {
     return 0;
 }
 
-static void rm_dir(const char *d) {
-    char cmd[1200];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", d);
-    if (system(cmd) != 0) fprintf(stderr, "check_trainer: could not remove %s\n", d);
-}
-
 /* A fixture: tokenizer, tasks, a tiny model. */
 typedef struct fx {
     mtft_tokenizer *tok;
@@ -930,7 +924,7 @@ START_TEST(test_trainer_sgd_resume_bit_exact) {
     for (int i = 5; i < 12; i++)
         ck_assert_msg(memcmp(&full.loss[i], &second.loss[i], sizeof(float)) == 0, "step %d: %.9g vs %.9g after resume",
                       i + 1, (double)full.loss[i], (double)second.loss[i]);
-    rm_dir(ck);
+    mtft_test_rm_rf(ck);
     }
 }
 END_TEST
@@ -1049,7 +1043,7 @@ START_TEST(test_trainer_best_checkpoint_saved) {
     ck_assert_int_gt(mtft_trainer_step(tr), 0);
     mtft_trainer_free(tr);
     fx_free(&f);
-    rm_dir(ck);
+    mtft_test_rm_rf(ck);
 }
 END_TEST
 
@@ -1310,6 +1304,6 @@ int main(void) {
         return 1;
     }
     int rc = mtft_test_run(mtft_test_trainer_suite());
-    rm_dir(g_dir);
+    mtft_test_rm_rf(g_dir);
     return rc;
 }

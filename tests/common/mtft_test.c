@@ -1,9 +1,12 @@
 #include "mtft_test.h"
 
+#include <dirent.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 void mtft_assert_close(const float *a, const float *b, int64_t n, float rtol, float atol, const char *what) {
     for (int64_t i = 0; i < n; i++) {
@@ -128,6 +131,39 @@ const char *mtft_test_path(char *buf, size_t n, const char *rel) {
     snprintf(buf, n, "%s", rel);
 #endif
     return buf;
+}
+
+void mtft_test_rm_rf(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) {
+        unlink(dir);
+        return;
+    }
+    struct dirent *de;
+    char p[1024];
+    while ((de = readdir(d))) {
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
+        snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
+        struct stat st;
+        if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode))
+            mtft_test_rm_rf(p);
+        else
+            unlink(p);
+    }
+    closedir(d);
+    rmdir(dir);
+}
+
+mtft_tokenizer *mtft_test_gpt2_tokenizer(void) {
+    char e[512], v[512];
+    mtft_tokenizer *tok = NULL;
+    mtft_test_path(e, sizeof e, "data/tokenizer/gpt2/encoder.json");
+    mtft_test_path(v, sizeof v, "data/tokenizer/gpt2/vocab.bpe");
+    if (mtft_tokenizer_load_gpt2(&tok, e, v) != MTFT_OK) {
+        fprintf(stderr, "cannot load the GPT-2 tokenizer: %s\n", mtft_error_last()->message);
+        exit(1);
+    }
+    return tok;
 }
 
 int mtft_test_run(Suite *s) {

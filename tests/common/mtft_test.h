@@ -44,6 +44,13 @@ void mtft_test_fill(float *x, int64_t n, uint64_t seed, float lo, float hi);
  * kept: copy it). */
 const char *mtft_test_path(char *buf, size_t n, const char *rel);
 
+/* Remove a directory tree (no shell); missing paths are ignored. */
+void mtft_test_rm_rf(const char *dir);
+
+/* GPT-2's tokenizer from data/tokenizer/gpt2 (encoder.json + vocab.bpe);
+ * exits the test program when it cannot be loaded. */
+mtft_tokenizer *mtft_test_gpt2_tokenizer(void);
+
 /* Run one suite with Check; returns 0 when all passed (for main()). */
 int mtft_test_run(Suite *s);
 
