@@ -75,7 +75,7 @@ train:
   balancer: uncertainty
   eval_every: 4
   eval_max_examples: 20
-  test_max_examples: 20
+  test_max_examples: 0
   print_every: 2
 
 data:
@@ -116,6 +116,13 @@ has "$T/stdout" "pretrain: saved the base model"
 for task in name_gender afinn_valence kjv_word_alignment; do has "$T/stdout" "$task"; done
 has "$T/stdout" "accuracy"
 has "$T/stdout" "rmse"
+# test_max_examples 0: the whole test split (799 examples), not the dev cap eval_max_examples (20)
+n_test=$(wc -l <"$D/name_gender/test.jsonl")
+grep -q "^name_gender .* $n_test\$" "$T/stdout" || fail "the test table does not say $n_test examples for name_gender"
+grep '"split":"test"' out/metrics.jsonl | grep -q "\"name_gender\":{\"n\":$n_test," ||
+    fail "the log's test line does not say name_gender was evaluated on $n_test examples"
+grep '"split":"dev"' out/metrics.jsonl | grep -q '"name_gender":{"n":20,' ||
+    fail "the log's dev lines do not say name_gender was evaluated on 20 examples (eval_max_examples)"
 [ -f base/config.json ] || fail "no pretrained base/config.json"
 [ -d out/checkpoint ] || fail "no checkpoint directory out/checkpoint"
 [ -s out/metrics.jsonl ] || fail "no JSONL log"
@@ -124,7 +131,7 @@ steps=$(grep -c '"event":"step"' out/metrics.jsonl)
 [ "$steps" -eq 8 ] || fail "the log has $steps step lines, expected 8"
 has out/metrics.jsonl '"split":"dev"'
 has out/metrics.jsonl '"split":"test"'
-grep '"split":"test"' out/metrics.jsonl | grep -q '"kjv_word_alignment":{"token_accuracy"' ||
+grep '"split":"test"' out/metrics.jsonl | grep -q '"kjv_word_alignment":{"n":[0-9]*,"token_accuracy"' ||
     fail "the test line of the log lacks kjv_word_alignment's token_accuracy"
 
 expect 0 "$MTFT" info out/checkpoint

@@ -242,6 +242,10 @@ MTFT_API int mtft_trainer_eval_value(const mtft_trainer *tr, int task, mtft_spli
 /* The primary (selection) metric of a task (see above) and the selection score of the
  * last evaluation of a split. */
 MTFT_API mtft_metric mtft_trainer_primary_metric(const mtft_trainer *tr, int task);
+/* Examples of `task` the last evaluation of `split` read (0 when it had none
+ * to score), -1 before an evaluation of that split. The JSONL log's eval
+ * lines give it as "n" per task. */
+MTFT_API int64_t mtft_trainer_eval_examples(const mtft_trainer *tr, int task, mtft_split split);
 MTFT_API int mtft_trainer_eval_score(const mtft_trainer *tr, mtft_split split, double *score);
 
 /* Predict for one example of `task` given its token ids (tokenized as the

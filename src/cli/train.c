@@ -8,6 +8,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -187,7 +188,7 @@ static void print_table(mtft_trainer *tr, mtft_task **tasks, int n, const char *
                 snprintf(s1, sizeof s1, "%.4f", f1);
             if (split == MTFT_SPLIT_TEST && ms[i] == floor_metric && fk2 && baseline(bj, name, fk2, &f2) == 0)
                 snprintf(s2, sizeof s2, "%.4f", f2);
-            if (rows == 0) snprintf(sn, sizeof sn, "%lld", (long long)mtft_task_count(tasks[k], split));
+            if (rows == 0) snprintf(sn, sizeof sn, "%lld", (long long)mtft_trainer_eval_examples(tr, k, split));
             printf("%-20s %-15s %-15s %9s %10s %12s %8s\n", rows == 0 ? name : "", rows == 0 ? mtft_task_type_name(ty) : "",
                    mtft_metric_name(ms[i]), sv, s1, s2, sn);
             rows++;
@@ -456,7 +457,13 @@ int cli_cmd_train(int argc, char **argv, int eval_only) {
         if (rc == MTFT_EUSER) goto done;
     }
     printf("== evaluating on %s\n", mtft_split_name(split));
-    if ((rc = mtft_trainer_evaluate(tr, split, cc.test_max_examples)) < 0) {
+    /* the test split in full unless test_max_examples caps it (0 passed to
+     * mtft_trainer_evaluate would mean the dev cap, eval.max_examples); dev
+     * as during training */
+    const int64_t cap = split == MTFT_SPLIT_TEST ? (cc.test_max_examples > 0 ? cc.test_max_examples : INT64_MAX)
+                        : cc.topt.eval_max_examples > 0 ? cc.topt.eval_max_examples
+                                                        : INT64_MAX;
+    if ((rc = mtft_trainer_evaluate(tr, split, cap)) < 0) {
         ret = cli_fail("evaluation");
         goto done;
     }

@@ -309,6 +309,8 @@ static int parse_eval(run *r, const line_ctx *lc, const mtft_json *j, int64_t st
                                      mtft_json__number(f))) < 0)
                         return rc;
                 }
+            } else if (strcmp(key, "n") == 0) {
+                /* examples evaluated, not a metric */
             } else if (ty == MTFT_JSON_NUMBER || ty == MTFT_JSON_NULL) {
                 double val = ty == MTFT_JSON_NUMBER ? mtft_json__number(v) : NAN;
                 if (test) {

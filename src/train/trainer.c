@@ -1153,9 +1153,9 @@ static void log_eval(mtft_trainer *tr, mtft_split split, double score, double be
     for (int k = 0; k < tr->n_tasks; k++) {
         if (k) fputc(',', f);
         json_str(f, tr->names[k]);
-        fputs(":{", f);
         const mtft_trainer_res *r = &tr->res[split][k];
-        int first = 1;
+        fprintf(f, ":{\"n\":%lld", (long long)r->n);
+        int first = 0;
         for (int mi = 0; mi < MTFT_METRIC_COUNT_; mi++) {
             if (!r->have[mi]) continue;
             if (!first) fputc(',', f);
@@ -1596,6 +1596,13 @@ int mtft_trainer_eval_value(const mtft_trainer *tr, int task, mtft_split split, 
     *value = r->v[metric];
     if (defined) *defined = r->def[metric];
     return MTFT_OK;
+}
+
+int64_t mtft_trainer_eval_examples(const mtft_trainer *tr, int task, mtft_split split) {
+    if (!tr || !tr->prepared || task < 0 || task >= tr->n_tasks || split < MTFT_SPLIT_TRAIN ||
+        split >= MTFT_SPLIT_COUNT || !tr->have_score[split])
+        return -1;
+    return tr->res[split][task].done ? tr->res[split][task].n : 0;
 }
 
 int mtft_trainer_eval_score(const mtft_trainer *tr, mtft_split split, double *score) {
