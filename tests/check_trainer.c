@@ -866,6 +866,63 @@ START_TEST(test_trainer_task_sam) {
 }
 END_TEST
 
+/* Train one step with o on tasks [0, n_tasks) and write task k's predicted
+ * values (class probabilities / value / per-token probabilities) for a fixed
+ * input to out (n floats): a view of task k's own head and LoRA after the
+ * step. */
+static void step_and_predict(mtft_trainer_options o, int n_tasks, int k, float *out, int n) {
+    fx f;
+    fx_init(&f, 3);
+    mtft_trainer *tr = NULL;
+    ck_assert_msg(mtft_trainer_new(&tr, f.m, &o) == MTFT_OK, "%s", mtft_error_last()->message);
+    for (int j = 0; j < n_tasks; j++) ck_assert_int_eq(mtft_trainer_add_task(tr, f.tasks[j], NULL), j);
+    ck_assert_msg(mtft_trainer_run(tr) == MTFT_OK, "%s", mtft_error_last()->message);
+    const int32_t ids[4] = {5, 9, 13, 17};
+    int32_t pred[4];
+    float vals[16];
+    ck_assert_int_eq(mtft_trainer_predict(tr, k, ids, 4, pred, vals), MTFT_OK);
+    memcpy(out, vals, (size_t)n * sizeof *out);
+    mtft_trainer_free(tr);
+    fx_free(&f);
+}
+
+/* Per-task SAM on each task's own parameters (head, LoRA): task k's own
+ * update is w_k grad L_k(w + e_k) at its own perturbation, which is exactly
+ * whole-batch SAM's update of them when the weights are one-hot on k (then
+ * SAM perturbs along task k's gradient alone, own parameters included). */
+START_TEST(test_trainer_task_sam_own_params) {
+    mtft_trainer_options o = one_sgd_step_opts();
+    o.sam_rho = 0.1f;
+    o.lr = 0.5f; /* large enough that the heads' predictions move visibly */
+    float sw[3];
+    o.balancer.method = MTFT_BALANCE_STATIC;
+    o.balancer.static_weights = sw;
+    const int nv[3] = {2, 1, 8}; /* cls: 2 probabilities, reg: 1 value, tag: 4 tokens x 2 */
+    /* base frozen (no shared parameter): task k's prediction depends on its
+     * own parameters only */
+    o.train_base = 0;
+    for (int k = 0; k < 3; k++) {
+        float joint[16], hot[16], plain[16];
+        for (int j = 0; j < 3; j++) sw[j] = 1.0f;
+        o.sam_per_task = 1;
+        step_and_predict(o, 3, k, joint, nv[k]);
+        for (int j = 0; j < 3; j++) sw[j] = j == k ? 1.0f : 0.0f;
+        o.sam_per_task = 0;
+        step_and_predict(o, 3, k, hot, nv[k]);
+        for (int j = 0; j < 3; j++) sw[j] = 1.0f;
+        step_and_predict(o, 3, k, plain, nv[k]);
+        double d_hot = 0, d_plain = 0;
+        for (int i = 0; i < nv[k]; i++) {
+            d_hot = fmax(d_hot, fabs((double)joint[i] - (double)hot[i]));
+            d_plain = fmax(d_plain, fabs((double)joint[i] - (double)plain[i]));
+        }
+        ck_assert_msg(d_hot <= 1e-5, "task %d: per-task SAM's own update differs from one-hot SAM by %g", k, d_hot);
+        ck_assert_msg(d_plain > 10 * d_hot && d_plain > 1e-6,
+                      "task %d: per-task SAM's own update equals whole-batch SAM's (%g vs %g)", k, d_plain, d_hot);
+    }
+}
+END_TEST
+
 /* Per-task SAM with gradient-level balancers (the paper pairs it with
  * PCGrad, MGDA, CAGrad...): rho -> 0 reproduces the plain gradient-level
  * run's loss curve, and with rho > 0 training still lowers the loss. */
@@ -1282,6 +1339,7 @@ static Suite *mtft_test_trainer_suite(void) {
     tcase_add_test(tc, test_trainer_optimizer_options_train);
     tcase_add_test(tc, test_trainer_grad_accum_equals_big_batch);
     tcase_add_test(tc, test_trainer_task_sam);
+    tcase_add_test(tc, test_trainer_task_sam_own_params);
     tcase_add_test(tc, test_trainer_predict_truncation);
     tcase_add_test(tc, test_trainer_task_sam_gradient_level);
     tcase_add_test(tc, test_trainer_sam_update_and_restore);
