@@ -125,6 +125,7 @@ void mtft_trainer_free(mtft_trainer *tr) {
     mtft__free(tr->tsam_save);
     mtft__free(tr->bal_state2);
     mtft__free(tr->sub_off);
+    mtft__free(tr->tsam_w);
     for (int k = 0; k < tr->n_tasks; k++) {
         mtft_head_free(tr->heads[k]);
         mtft__free(tr->names[k]);
@@ -384,7 +385,8 @@ static int task_sam_prepare(mtft_trainer *tr) {
     tr->tsam_save = mtft__malloc((tr->n_save ? tr->n_save : 1) * sizeof *tr->tsam_save);
     tr->bal_state2 = mtft__malloc(bs ? bs : 1);
     tr->sub_off = mtft__malloc((size_t)(K + 1) * sizeof *tr->sub_off);
-    if (!tr->tsam_vec || !tr->tsam_e || !tr->tsam_save || !tr->bal_state2 || !tr->sub_off)
+    tr->tsam_w = mtft__malloc((size_t)K * sizeof *tr->tsam_w);
+    if (!tr->tsam_vec || !tr->tsam_e || !tr->tsam_save || !tr->bal_state2 || !tr->sub_off || !tr->tsam_w)
         return mtft__err(MTFT_ENOMEM, "trainer: out of memory (per-task SAM scratch)");
     return MTFT_OK;
 }
@@ -907,11 +909,8 @@ static int task_sam_pass(mtft_trainer *tr, mtft_tensor **tl, int *finite) {
         if ((rc = mtft_balancer_step(tr->bal, &in, &bo)) < 0) return rc;
     }
     if (tr->tsam) {
-        float *ws = mtft__malloc((size_t)K * sizeof *ws);
-        if (!ws) return mtft__err(MTFT_ENOMEM, "trainer: out of memory");
-        tsam_agg a = {tr, &in, ws, 0, MTFT_OK, ""};
+        tsam_agg a = {tr, &in, tr->tsam_w, 0, MTFT_OK, ""};
         rc = mtft_task_sam_combine(tr->tsam, tsam_aggregate, &a, tr->tsam_vec);
-        mtft__free(ws);
         if (a.rc < 0)
             return mtft__err(a.rc, "trainer: per-task SAM at step %lld: balancer: %s", (long long)tr->step + 1, a.msg);
         if (rc < 0) {

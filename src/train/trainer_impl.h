@@ -48,7 +48,7 @@ struct mtft_trainer {
     int *group_task;
     size_t n_shared, n_save;
     mtft_task_sam *tsam;
-    float *tsam_vec, *tsam_e, *tsam_save;
+    float *tsam_vec, *tsam_e, *tsam_save, *tsam_w; /* tsam_w: K weights of the flatness-part aggregation */
     void *bal_state2;
     mtft_batch sub;
     int32_t *sub_off;
